@@ -1,0 +1,1 @@
+//! tokenflow: a sans-IO OAuth 2.0 token lifecycle.
