@@ -8,3 +8,5 @@
         clippy::indexing_slicing
     )
 )]
+
+pub mod time;
