@@ -112,8 +112,14 @@ mod tests {
         let now = Instant::now();
         let anchor = ClockAnchor::new(now, UnixTime::from_secs(1_700_000_000));
         let later = now + Duration::from_millis(1500);
-        assert_eq!(anchor.wall_at(later), UnixTime::from_millis(1_700_000_001_500));
-        assert_eq!(anchor.instant_at(UnixTime::from_millis(1_700_000_001_500)), Some(later));
+        assert_eq!(
+            anchor.wall_at(later),
+            UnixTime::from_millis(1_700_000_001_500)
+        );
+        assert_eq!(
+            anchor.instant_at(UnixTime::from_millis(1_700_000_001_500)),
+            Some(later)
+        );
     }
 
     #[test]

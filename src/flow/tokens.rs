@@ -1,0 +1,202 @@
+//! The tokens the flow holds, with their deadlines on the monotonic clock.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+
+use crate::config::Config;
+use crate::grant::GrantKind;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+use crate::time::UnixTime;
+use crate::token::STORED_TOKENS_VERSION;
+use crate::token::{StoredTokens, TokenResponse};
+
+use super::clock::Clock;
+
+/// The shortest lifetime believed. A server that says `expires_in: 0` would otherwise make
+/// every access find the token expired and renew it in a tight loop.
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
+/// The current token set.
+#[derive(Debug)]
+pub(crate) struct TokenSet {
+    pub(crate) origin: GrantKind,
+    pub(crate) access: Option<HeldAccess>,
+    pub(crate) refresh: Option<HeldRefresh>,
+    pub(crate) scope: Option<String>,
+    pub(crate) id_token: Option<IdToken>,
+    pub(crate) issued_at: UnixTime,
+    pub(crate) extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HeldAccess {
+    pub(crate) token: AccessToken,
+    /// `Bearer <token>`, built once so that handing it out costs a reference count.
+    pub(crate) bearer: HeaderValue,
+    pub(crate) expires_at: Instant,
+    pub(crate) expires_at_wall: UnixTime,
+    /// When proactive renewal starts: expiry minus the (capped) margin.
+    pub(crate) renew_at: Instant,
+    /// An API refused this token (401): it is not handed out again.
+    pub(crate) refused: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct HeldRefresh {
+    pub(crate) token: RefreshToken,
+    pub(crate) expires_at: Option<UnixTime>,
+    /// Refreshes with this token that went out and got no answer. Each may have been applied
+    /// by the server, so the token is presented at most twice without an answer.
+    pub(crate) unanswered: u8,
+}
+
+impl HeldAccess {
+    pub(crate) fn new(
+        config: &Config,
+        clock: &Clock,
+        token: AccessToken,
+        now: Instant,
+        lifetime: Duration,
+    ) -> Option<HeldAccess> {
+        let lifetime = lifetime.max(MIN_LIFETIME);
+        let bearer = bearer_header(&token)?;
+        let expires_at = now.checked_add(lifetime)?;
+        let renew_at = expires_at
+            .checked_sub(config.margin_for(lifetime))
+            .unwrap_or(now);
+        Some(HeldAccess {
+            expires_at_wall: clock.wall_at(expires_at),
+            token,
+            bearer,
+            expires_at,
+            renew_at,
+            refused: false,
+        })
+    }
+
+    pub(crate) fn is_usable(&self, now: Instant) -> bool {
+        !self.refused && now < self.expires_at
+    }
+}
+
+/// `Bearer <token>` as a sensitive header value; `None` for a token that cannot be sent.
+pub(crate) fn bearer_header(token: &AccessToken) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+impl TokenSet {
+    /// The token set built from a successful response to a request with `grant`, carrying
+    /// over from `previous` what a refresh response may leave out (RFC 6749 §6: the old
+    /// refresh token stays when no new one is issued; the scope stays when not restated).
+    pub(crate) fn from_response(
+        config: &Config,
+        clock: &Clock,
+        now: Instant,
+        grant: GrantKind,
+        response: TokenResponse,
+        previous: Option<TokenSet>,
+    ) -> Option<TokenSet> {
+        let issued_at = clock.wall_at(now);
+        let lifetime = response.expires_in.unwrap_or(config.assumed_lifetime);
+        let refresh_expires_at = response.refresh_token_expires_at(issued_at);
+        let access = HeldAccess::new(config, clock, response.access_token, now, lifetime)?;
+        let carried = previous.filter(|_| grant == GrantKind::RefreshToken);
+        let (origin, old_refresh, old_scope, old_id_token) = match carried {
+            Some(previous) => (
+                previous.origin,
+                previous.refresh,
+                previous.scope,
+                previous.id_token,
+            ),
+            None => (grant, None, config.scope.clone(), None),
+        };
+        let refresh = match response.refresh_token {
+            Some(token) => Some(HeldRefresh {
+                token,
+                expires_at: refresh_expires_at,
+                unanswered: 0,
+            }),
+            None => old_refresh.map(|held| HeldRefresh {
+                unanswered: 0,
+                ..held
+            }),
+        };
+        Some(TokenSet {
+            origin,
+            access: Some(access),
+            refresh,
+            scope: response.scope.or(old_scope),
+            id_token: response.id_token.or(old_id_token),
+            issued_at,
+            extra: response.extra,
+        })
+    }
+
+    /// The token set described by stored tokens.
+    pub(crate) fn from_stored(
+        config: &Config,
+        clock: &Clock,
+        now: Instant,
+        stored: StoredTokens,
+    ) -> Option<TokenSet> {
+        let access = match stored.access_token {
+            Some(token) => {
+                let expires_wall = stored
+                    .expires_at
+                    .unwrap_or_else(|| stored.issued_at.saturating_add(config.assumed_lifetime));
+                let lifetime = expires_wall.saturating_duration_since(stored.issued_at);
+                // A wall time too far away for an `Instant` is, in practice, never or already.
+                let expires_at = clock.instant_at(expires_wall).unwrap_or(
+                    if expires_wall > clock.wall_at(now) {
+                        now.checked_add(crate::token::MAX_LIFETIME).unwrap_or(now)
+                    } else {
+                        now
+                    },
+                );
+                let renew_at = expires_at
+                    .checked_sub(config.margin_for(lifetime))
+                    .unwrap_or(expires_at);
+                Some(HeldAccess {
+                    bearer: bearer_header(&token)?,
+                    token,
+                    expires_at,
+                    expires_at_wall: expires_wall,
+                    renew_at,
+                    refused: false,
+                })
+            }
+            None => None,
+        };
+        Some(TokenSet {
+            origin: stored.grant,
+            access,
+            refresh: stored.refresh_token.map(|token| HeldRefresh {
+                token,
+                expires_at: stored.refresh_token_expires_at,
+                unanswered: 0,
+            }),
+            scope: stored.scope,
+            id_token: stored.id_token,
+            issued_at: stored.issued_at,
+            extra: stored.extra,
+        })
+    }
+
+    pub(crate) fn to_stored(&self) -> StoredTokens {
+        StoredTokens {
+            version: STORED_TOKENS_VERSION,
+            grant: self.origin,
+            access_token: self.access.as_ref().map(|a| a.token.clone()),
+            expires_at: self.access.as_ref().map(|a| a.expires_at_wall),
+            refresh_token: self.refresh.as_ref().map(|r| r.token.clone()),
+            refresh_token_expires_at: self.refresh.as_ref().and_then(|r| r.expires_at),
+            scope: self.scope.clone(),
+            id_token: self.id_token.clone(),
+            issued_at: self.issued_at,
+            extra: self.extra.clone(),
+        }
+    }
+}

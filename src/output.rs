@@ -1,0 +1,202 @@
+//! What the flow asks of its host: requests to send, events to act on, and when to wake it.
+
+use std::fmt;
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use crate::error::FlowError;
+use crate::token::{OAuthError, StoredTokens};
+
+/// Identifies one request the flow asked the host to send; the answer must carry it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub(crate) u64);
+
+impl RequestId {
+    /// The raw number, for logs and foreign bindings.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Numbers each access token the flow hands out, starting at 1. A 401 for an older
+/// generation means the caller used a stale token and should retry with the current one; only
+/// a 401 for the current generation makes the flow renew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Generation(pub(crate) u64);
+
+impl Generation {
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// A usable access token: the ready-made `Authorization` header value and its generation.
+///
+/// Cloning is cheap (a reference count). `Debug` shows only the generation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bearer {
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: Generation,
+}
+
+impl Bearer {
+    /// `Bearer <token>` (RFC 6750 §2.1), marked sensitive.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// The token's generation, to report with a 401.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Sets the `Authorization` header of `request`.
+    pub fn authorize<B>(&self, request: &mut http::Request<B>) {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, self.header.clone());
+    }
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bearer")
+            .field("generation", &self.generation)
+            .field("header", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The answer to [`TokenFlow::access`](crate::TokenFlow::access).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// A valid token: use it now.
+    Ready(Bearer),
+    /// A token request is under way; wait for [`Event::AccessReady`] (or
+    /// [`Event::Failed`] / [`Event::LoginRequired`]) and ask again.
+    Pending,
+    /// No token can be had without a new [`login`](crate::TokenFlow::login).
+    LoginRequired,
+}
+
+/// An HTTP request the host must send, then report with
+/// [`Input::Response`](crate::Input::Response) or [`Input::Failed`](crate::Input::Failed).
+///
+/// `Debug` shows the method, the URL, the header names and the body's size: the body holds
+/// credentials.
+pub struct HttpRequest {
+    /// Carry it back with the answer.
+    pub id: RequestId,
+    /// The request. Its body holds secrets: do not log it.
+    pub request: http::Request<Vec<u8>>,
+    /// After this instant the flow no longer waits for the answer; a transport can use it as
+    /// its timeout.
+    pub deadline: Instant,
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("id", &self.id)
+            .field("method", self.request.method())
+            .field("uri", self.request.uri())
+            .field(
+                "headers",
+                &self.request.headers().keys().collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.request.body().len())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Why the flow cannot get a token without a new login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginRequiredReason {
+    /// The access token ended and no refresh token was issued (for example without the
+    /// `offline_access` scope).
+    NoRefreshToken,
+    /// The server refused the refresh token (`invalid_grant`): it expired, was revoked, or was
+    /// already used. The tokens were cleared.
+    RefreshTokenRejected(OAuthError),
+    /// The refresh token's announced lifetime has passed.
+    RefreshTokenExpired,
+    /// Two refreshes went out and no answer came back. A server that rotates refresh tokens
+    /// may have retired the token, and presenting it a third time could make it revoke the
+    /// whole grant, so the flow stops using it. The stored tokens are left as they are.
+    RefreshOutcomeUnknown,
+}
+
+impl fmt::Display for LoginRequiredReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginRequiredReason::NoRefreshToken => {
+                f.write_str("the access token ended and there is no refresh token")
+            }
+            LoginRequiredReason::RefreshTokenRejected(error) => {
+                write!(f, "the refresh token was rejected ({error})")
+            }
+            LoginRequiredReason::RefreshTokenExpired => f.write_str("the refresh token expired"),
+            LoginRequiredReason::RefreshOutcomeUnknown => f.write_str(
+                "two refresh requests went unanswered, so the refresh token may be spent",
+            ),
+        }
+    }
+}
+
+/// Something the host must know or do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// New tokens: store them durably **before** the next call to
+    /// [`poll_output`](crate::TokenFlow::poll_output). The new access token is released only
+    /// then, so a rotated refresh token is never used before it is safe.
+    TokensUpdated(StoredTokens),
+    /// The tokens are gone (logout, or a rejected refresh token): delete the stored copy.
+    TokensCleared,
+    /// A new access token is available: callers waiting on [`Access::Pending`] can ask again.
+    AccessReady {
+        /// The new token's generation.
+        generation: Generation,
+    },
+    /// A new login is needed. Emitted once each time the flow gets into that state.
+    LoginRequired {
+        /// Why.
+        reason: LoginRequiredReason,
+    },
+    /// A token request failed for good (after its retries). Callers waiting on
+    /// [`Access::Pending`] should be given this error; the next
+    /// [`access`](crate::TokenFlow::access) starts a new attempt.
+    Failed(FlowError),
+}
+
+/// The next thing the host must do; see [`TokenFlow::poll_output`](crate::TokenFlow::poll_output).
+#[derive(Debug)]
+#[must_use]
+pub enum Output {
+    /// Send this request.
+    Send(HttpRequest),
+    /// Act on this event.
+    Event(Event),
+    /// Nothing more for now: wait for the next input, or until `until` and then feed
+    /// [`Input::Timeout`](crate::Input::Timeout).
+    Idle {
+        /// When the flow next needs to act on its own; `None` when only an input can wake it.
+        until: Option<Instant>,
+    },
+}

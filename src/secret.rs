@@ -1,0 +1,154 @@
+//! Secret values: client secrets, passwords and tokens.
+//!
+//! Every secret lives in a newtype whose `Debug` prints `[redacted]`, that has no `Display`,
+//! and whose memory is zeroed when it is dropped. The value is reached only through an
+//! explicit `expose_secret()`, so a stray `{:?}` in a log line cannot leak it. `Serialize` does
+//! write the value: serialization exists for persistence ([`StoredTokens`](crate::StoredTokens)),
+//! which needs it.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroize;
+
+/// A string that must not be shown: redacted in `Debug`, zeroed on drop.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+
+    /// The secret itself. Call it only where the value is sent or stored.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        SecretString(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        SecretString(value.to_owned())
+    }
+}
+
+impl Serialize for SecretString {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SecretString)
+    }
+}
+
+/// Declares a named secret type over [`SecretString`], so that an access token cannot be passed
+/// where a refresh token is expected.
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name($crate::secret::SecretString);
+
+        impl $name {
+            /// Wraps `value`.
+            pub fn new(value: impl Into<String>) -> Self {
+                $name($crate::secret::SecretString::new(value))
+            }
+
+            /// The secret itself. Call it only where the value is sent or stored.
+            pub fn expose_secret(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}([redacted])", stringify!($name))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                $name::new(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                $name::new(value)
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// The client secret issued to this client by the authorization server.
+    ClientSecret
+);
+secret_type!(
+    /// A resource owner's password (RFC 6749 §4.3). Kept only while its token request is
+    /// under way (§4.3.1), then dropped and zeroed.
+    Password
+);
+secret_type!(
+    /// An access token (RFC 6749 §1.4).
+    AccessToken
+);
+secret_type!(
+    /// A refresh token (RFC 6749 §1.5).
+    RefreshToken
+);
+secret_type!(
+    /// An OpenID Connect ID token, kept raw and not validated.
+    IdToken
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let token = AccessToken::new("AT-very-secret");
+        assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
+        assert_eq!(format!("{:?}", SecretString::new("pw")), "[redacted]");
+        assert_eq!(token.expose_secret(), "AT-very-secret");
+    }
+
+    #[test]
+    fn serializes_the_value_for_persistence() {
+        let token = RefreshToken::new("rt");
+        let json = serde_json::to_string(&token).unwrap();
+        assert_eq!(json, "\"rt\"");
+        let back: RefreshToken = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, token);
+    }
+}

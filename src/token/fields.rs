@@ -1,0 +1,208 @@
+//! A token response body as a list of fields, and the lenient readers real providers need.
+//!
+//! Bodies are read into an ordered list of `(name, value)` rather than a typed struct so that
+//! each field can be judged on its own (a string `expires_in` is fine, a duplicated
+//! `access_token` is not) and so that no parser error ever quotes a value back: serde's
+//! messages would print a token that had the wrong type.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::time::UnixTime;
+use crate::token::error::Malformation;
+
+/// The longest lifetime believed; anything larger is clamped to it (ten years).
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The top-level fields of a response body, in order, with the first duplicated name noted.
+#[derive(Default)]
+pub(crate) struct Fields {
+    entries: Vec<(String, Value)>,
+    duplicate: Option<String>,
+}
+
+impl Fields {
+    /// Reads a JSON object. Anything else, or invalid JSON, is a [`Malformation`] that quotes
+    /// nothing from the body.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Fields, Malformation> {
+        serde_json::from_slice::<Fields>(body).map_err(|err| match err.classify() {
+            serde_json::error::Category::Data => Malformation::NotAnObject,
+            _ => Malformation::NotJson {
+                line: err.line(),
+                column: err.column(),
+            },
+        })
+    }
+
+    /// Reads an `application/x-www-form-urlencoded` body (some older servers answer so).
+    pub(crate) fn from_form(body: &[u8]) -> Fields {
+        let mut fields = Fields::default();
+        for (name, value) in form_urlencoded::parse(body) {
+            fields.push(name.into_owned(), Value::String(value.into_owned()));
+        }
+        fields
+    }
+
+    fn push(&mut self, name: String, value: Value) {
+        if self.duplicate.is_none() && self.entries.iter().any(|(n, _)| *n == name) {
+            self.duplicate = Some(name.clone());
+        }
+        self.entries.push((name, value));
+    }
+
+    /// The first field that appeared twice, if any.
+    pub(crate) fn duplicate(&self) -> Option<&str> {
+        self.duplicate.as_deref()
+    }
+
+    /// The value of `name`, treating JSON `null` as absent.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(n, v)| n == name && !v.is_null())
+            .map(|(_, v)| v)
+    }
+
+    /// Takes every field not in `known`, for the caller to inspect.
+    pub(crate) fn into_extra(self, known: &[&str]) -> serde_json::Map<String, Value> {
+        self.entries
+            .into_iter()
+            .filter(|(name, _)| !known.contains(&name.as_str()))
+            .collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Fields::default();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    fields.push(name, value);
+                }
+                Ok(fields)
+            }
+        }
+
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Why a lenient number could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumberProblem {
+    /// A negative value where only non-negative ones make sense.
+    Negative,
+    /// Not a number, not a numeric string, or NaN / infinity.
+    NotANumber,
+}
+
+/// A duration in seconds, as providers send it: an integer, a float, or either inside a string
+/// (`"86399"`). Values past [`MAX_LIFETIME`] are clamped; an empty string is absent.
+pub(crate) fn lenient_seconds(value: &Value) -> Result<Option<Duration>, NumberProblem> {
+    let seconds = match value {
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(whole), _, _) => return Ok(Some(Duration::from_secs(whole).min(MAX_LIFETIME))),
+            (None, Some(_), _) => return Err(NumberProblem::Negative),
+            (None, None, Some(float)) => float,
+            _ => return Err(NumberProblem::NotANumber),
+        },
+        Value::String(text) => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            if let Ok(whole) = text.parse::<u64>() {
+                return Ok(Some(Duration::from_secs(whole).min(MAX_LIFETIME)));
+            }
+            text.parse::<f64>().map_err(|_| NumberProblem::NotANumber)?
+        }
+        _ => return Err(NumberProblem::NotANumber),
+    };
+    if !seconds.is_finite() {
+        return Err(NumberProblem::NotANumber);
+    }
+    if seconds < 0.0 {
+        return Err(NumberProblem::Negative);
+    }
+    Ok(Some(
+        Duration::try_from_secs_f64(seconds)
+            .unwrap_or(MAX_LIFETIME)
+            .min(MAX_LIFETIME),
+    ))
+}
+
+/// A point in time given as epoch milliseconds, as a number or a numeric string.
+pub(crate) fn lenient_epoch_millis(value: &Value) -> Option<UnixTime> {
+    match value {
+        Value::Number(n) => n.as_u64().map(UnixTime::from_millis),
+        Value::String(text) => text.trim().parse::<u64>().ok().map(UnixTime::from_millis),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seconds_accept_what_providers_send() {
+        let cases = [
+            (json!(3600), Ok(Some(Duration::from_secs(3600)))),
+            (json!("86399"), Ok(Some(Duration::from_secs(86399)))),
+            (json!(" 60 "), Ok(Some(Duration::from_secs(60)))),
+            (json!(1.5), Ok(Some(Duration::from_millis(1500)))),
+            (json!("2.25"), Ok(Some(Duration::from_millis(2250)))),
+            (json!(""), Ok(None)),
+            (json!(u64::MAX), Ok(Some(MAX_LIFETIME))),
+            (json!(1e300), Ok(Some(MAX_LIFETIME))),
+            (json!(-1), Err(NumberProblem::Negative)),
+            (json!("-5"), Err(NumberProblem::Negative)),
+            (json!(-0.5), Err(NumberProblem::Negative)),
+            (json!("NaN"), Err(NumberProblem::NotANumber)),
+            (json!("inf"), Err(NumberProblem::NotANumber)),
+            (json!("soon"), Err(NumberProblem::NotANumber)),
+            (json!(true), Err(NumberProblem::NotANumber)),
+            (json!([1]), Err(NumberProblem::NotANumber)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(lenient_seconds(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_noticed_and_nulls_are_absent() {
+        let fields = Fields::from_json(br#"{"a":1,"b":null,"a":2}"#).unwrap();
+        assert_eq!(fields.duplicate(), Some("a"));
+        assert!(fields.get("b").is_none());
+        assert!(matches!(
+            Fields::from_json(b"[1]"),
+            Err(Malformation::NotAnObject)
+        ));
+        assert!(matches!(
+            Fields::from_json(b"{\"a\":"),
+            Err(Malformation::NotJson { .. })
+        ));
+    }
+
+    #[test]
+    fn epoch_millis_from_strings() {
+        assert_eq!(
+            lenient_epoch_millis(&json!("1521035756257")),
+            Some(UnixTime::from_millis(1_521_035_756_257))
+        );
+        assert_eq!(lenient_epoch_millis(&json!("x")), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! Token endpoint answers: successful responses, errors, and the tokens kept between runs.
+
+mod error;
+mod fields;
+mod response;
+mod stored;
+
+pub use error::{ErrorCode, Malformation, OAuthError, ResponseError};
+pub(crate) use fields::MAX_LIFETIME;
+pub(crate) use response::salvage_refresh_token;
+pub use response::{TokenResponse, TokenType, parse_token_response};
+pub use stored::{RestoreError, STORED_TOKENS_VERSION, StoredTokens};

@@ -1,0 +1,443 @@
+//! Reading a token endpoint response (RFC 6749 §5.1, §5.2), forgiving what real providers send.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+use crate::time::UnixTime;
+use crate::token::error::{ErrorCode, Malformation, OAuthError, ResponseError, excerpt, printable};
+use crate::token::fields::{Fields, NumberProblem, lenient_epoch_millis, lenient_seconds};
+
+/// The kind of access token issued. Only bearer tokens (RFC 6750) are understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Bearer`, however the server spelled it (`bearer`, `BearerToken`, or not at all).
+    Bearer,
+}
+
+/// A successful token response.
+///
+/// Fields outside RFC 6749 that providers add (`status`, `refresh_count`, …) are kept in
+/// [`TokenResponse::extra`]. `Debug` shows no token and only the names of extra fields.
+#[derive(Clone, PartialEq)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The token type, always [`TokenType::Bearer`] for now.
+    pub token_type: TokenType,
+    /// The access token's lifetime, when the server said (clamped to ten years).
+    pub expires_in: Option<Duration>,
+    /// A refresh token, when one was issued (an empty string counts as none).
+    pub refresh_token: Option<RefreshToken>,
+    /// The granted scope, space-separated; `None` means the requested scope (§5.1).
+    pub scope: Option<String>,
+    /// An OpenID Connect ID token, raw and not validated.
+    pub id_token: Option<IdToken>,
+    /// The refresh token's lifetime (`refresh_token_expires_in` or `refresh_expires_in`).
+    pub refresh_token_expires_in: Option<Duration>,
+    /// When the refresh token was issued (`refresh_token_issued_at`, epoch milliseconds).
+    pub refresh_token_issued_at: Option<UnixTime>,
+    /// Every other field, as sent.
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &self.refresh_token)
+            .field("scope", &self.scope)
+            .field("id_token", &self.id_token)
+            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
+            .field("refresh_token_issued_at", &self.refresh_token_issued_at)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TokenResponse {
+    /// When the refresh token expires: its issue time (or `received_at` when the server gave
+    /// none) plus its lifetime. `None` when the server gave no lifetime.
+    pub fn refresh_token_expires_at(&self, received_at: UnixTime) -> Option<UnixTime> {
+        let lifetime = self.refresh_token_expires_in?;
+        let issued = self.refresh_token_issued_at.unwrap_or(received_at);
+        Some(issued.saturating_add(lifetime))
+    }
+}
+
+const KNOWN_FIELDS: [&str; 9] = [
+    "access_token",
+    "token_type",
+    "expires_in",
+    "refresh_token",
+    "scope",
+    "id_token",
+    "refresh_token_expires_in",
+    "refresh_expires_in",
+    "refresh_token_issued_at",
+];
+
+/// Reads a token endpoint response.
+///
+/// Forgiving where providers differ and nothing is at stake: `expires_in` as a number, a
+/// string or a float; `token_type` in any case, `BearerToken`, or missing; `scope` as a string
+/// or an array; a form-encoded body when the server says so. Strict where a mistake would
+/// send a wrong token: a missing or unsendable `access_token`, a duplicated field, an unknown
+/// token type. A `200` carrying an `error` is an error.
+pub fn parse_token_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<TokenResponse, ResponseError> {
+    if body.len() > max_body_bytes {
+        return Err(ResponseError::TooLarge {
+            limit: max_body_bytes,
+            size: body.len(),
+        });
+    }
+    let malformed = |problem| ResponseError::Malformed { status, problem };
+    let fields = match read_fields(headers, body) {
+        Ok(fields) => fields,
+        Err(problem) if status.is_success() => return Err(malformed(problem)),
+        Err(_) => {
+            return Err(ResponseError::Status {
+                status,
+                excerpt: if looks_like_json(body) {
+                    String::new()
+                } else {
+                    excerpt(body)
+                },
+            });
+        }
+    };
+    if let Some(error) = oauth_error(status, &fields) {
+        return Err(ResponseError::OAuth(error));
+    }
+    if !status.is_success() {
+        return Err(ResponseError::Status {
+            status,
+            excerpt: String::new(),
+        });
+    }
+    if let Some(name) = fields.duplicate() {
+        return Err(malformed(Malformation::DuplicateField(printable(name, 64))));
+    }
+    token_response(fields).map_err(|error| match error {
+        Problem::Malformed(problem) => malformed(problem),
+        Problem::TokenType(token_type) => ResponseError::UnsupportedTokenType { token_type },
+    })
+}
+
+/// After a success response that could not be read, the refresh token it carries, if any.
+///
+/// A server that rotates refresh tokens has already retired the old one by the time it
+/// answers; keeping the new one (when it is readable) is the only way not to lose the grant.
+pub(crate) fn salvage_refresh_token(headers: &HeaderMap, body: &[u8]) -> Option<RefreshToken> {
+    let fields = read_fields(headers, body).ok()?;
+    if fields.duplicate() == Some("refresh_token") {
+        return None;
+    }
+    match fields.get("refresh_token")? {
+        Value::String(token) if is_sendable(token) => Some(RefreshToken::new(token.as_str())),
+        _ => None,
+    }
+}
+
+fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, Malformation> {
+    let trimmed = trim_start(body);
+    if trimmed.is_empty() {
+        return Err(Malformation::Empty);
+    }
+    if trimmed.first() != Some(&b'{') && is_form(headers) {
+        return Ok(Fields::from_form(trimmed));
+    }
+    Fields::from_json(trimmed)
+}
+
+fn trim_start(body: &[u8]) -> &[u8] {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    body.get(start..).unwrap_or_default()
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(trim_start(body).first(), Some(b'{' | b'['))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+fn oauth_error(status: StatusCode, fields: &Fields) -> Option<OAuthError> {
+    let Value::String(code) = fields.get("error")? else {
+        return None;
+    };
+    let text = |name| match fields.get(name) {
+        Some(Value::String(text)) => Some(printable(text, 200)),
+        _ => None,
+    };
+    Some(OAuthError {
+        status,
+        code: ErrorCode::parse(code),
+        description: text("error_description"),
+        uri: text("error_uri"),
+    })
+}
+
+enum Problem {
+    Malformed(Malformation),
+    TokenType(String),
+}
+
+impl From<Malformation> for Problem {
+    fn from(problem: Malformation) -> Self {
+        Problem::Malformed(problem)
+    }
+}
+
+fn token_response(fields: Fields) -> Result<TokenResponse, Problem> {
+    let access_token = match fields.get("access_token") {
+        None => return Err(Malformation::MissingField("access_token").into()),
+        Some(Value::String(token)) if token.is_empty() => {
+            return Err(Malformation::MissingField("access_token").into());
+        }
+        Some(Value::String(token)) if !is_sendable(token) => {
+            return Err(Malformation::UnsendableToken("access_token").into());
+        }
+        Some(Value::String(token)) => AccessToken::new(token.as_str()),
+        Some(_) => return Err(wrong_type("access_token", "a string").into()),
+    };
+    let token_type = match fields.get("token_type") {
+        None => TokenType::Bearer,
+        Some(Value::String(kind)) if is_bearer(kind) => TokenType::Bearer,
+        Some(Value::String(kind)) => return Err(Problem::TokenType(printable(kind, 32))),
+        Some(_) => return Err(wrong_type("token_type", "a string").into()),
+    };
+    let expires_in = match fields.get("expires_in").map(lenient_seconds) {
+        None => None,
+        Some(Ok(lifetime)) => lifetime,
+        Some(Err(NumberProblem::Negative | NumberProblem::NotANumber)) => {
+            return Err(Malformation::InvalidExpiresIn.into());
+        }
+    };
+    let refresh_token = match fields.get("refresh_token") {
+        None => None,
+        Some(Value::String(token)) if token.is_empty() => None,
+        Some(Value::String(token)) if !is_sendable(token) => {
+            return Err(Malformation::UnsendableToken("refresh_token").into());
+        }
+        Some(Value::String(token)) => Some(RefreshToken::new(token.as_str())),
+        Some(_) => return Err(wrong_type("refresh_token", "a string").into()),
+    };
+    let scope = match fields.get("scope") {
+        None => None,
+        Some(Value::String(scope)) => Some(normalize_scope(scope.split_ascii_whitespace())),
+        Some(Value::Array(items)) => {
+            let mut scopes = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(scope) => scopes.push(scope.as_str()),
+                    _ => return Err(wrong_type("scope", "a string or an array of strings").into()),
+                }
+            }
+            Some(normalize_scope(scopes.into_iter()))
+        }
+        Some(_) => return Err(wrong_type("scope", "a string or an array of strings").into()),
+    };
+    let id_token = match fields.get("id_token") {
+        None => None,
+        Some(Value::String(token)) => Some(IdToken::new(token.as_str())),
+        Some(_) => return Err(wrong_type("id_token", "a string").into()),
+    };
+    // Extension fields are informative only: a value that cannot be read is left in `extra`
+    // rather than failing a response whose tokens are fine.
+    let refresh_token_expires_in = fields
+        .get("refresh_token_expires_in")
+        .or_else(|| fields.get("refresh_expires_in"))
+        .and_then(|v| lenient_seconds(v).ok().flatten());
+    let refresh_token_issued_at = fields
+        .get("refresh_token_issued_at")
+        .and_then(lenient_epoch_millis);
+    Ok(TokenResponse {
+        access_token,
+        token_type,
+        expires_in,
+        refresh_token,
+        scope,
+        id_token,
+        refresh_token_expires_in,
+        refresh_token_issued_at,
+        extra: fields.into_extra(&KNOWN_FIELDS),
+    })
+}
+
+fn wrong_type(field: &'static str, expected: &'static str) -> Malformation {
+    Malformation::WrongType { field, expected }
+}
+
+/// RFC 6749 §5.1: the type is case-insensitive. `BearerToken` is what Apigee-style gateways
+/// call a bearer token; it is used exactly like one.
+fn is_bearer(kind: &str) -> bool {
+    kind.eq_ignore_ascii_case("bearer") || kind.eq_ignore_ascii_case("bearertoken")
+}
+
+/// A token is sent in an `Authorization` header or a form body; it must be visible ASCII.
+fn is_sendable(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+fn normalize_scope<'a>(scopes: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for scope in scopes.filter(|s| !s.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(scope);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 64 * 1024;
+
+    fn parse(status: u16, body: &str) -> Result<TokenResponse, ResponseError> {
+        parse_token_response(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+            LIMIT,
+        )
+    }
+
+    #[test]
+    fn gateway_quirks_are_understood() {
+        let body = r#"{
+          "token_type" : "BearerToken",
+          "access_token" : "Axqx362CnSmLABgzqcBasG0pxBj9",
+          "scope" : "",
+          "status" : "approved",
+          "refresh_token" : "U71FUIsqADNqpaqhh4pNsqE2YYfPwbUV",
+          "refresh_token_expires_in" : "1799",
+          "refresh_token_issued_at" : "1521035756257",
+          "expires_in" : "86399",
+          "refresh_count" : "0"
+        }"#;
+        let response = parse(200, body).unwrap();
+        assert_eq!(response.token_type, TokenType::Bearer);
+        assert_eq!(response.expires_in, Some(Duration::from_secs(86399)));
+        assert_eq!(response.scope.as_deref(), Some(""));
+        assert_eq!(
+            response.refresh_token_expires_at(UnixTime::EPOCH),
+            Some(UnixTime::from_millis(1_521_035_756_257 + 1_799_000))
+        );
+        assert_eq!(response.extra["status"], "approved");
+        assert_eq!(response.extra["refresh_count"], "0");
+        assert!(!format!("{response:?}").contains("Axqx362"));
+    }
+
+    #[test]
+    fn missing_token_type_is_bearer_and_unknown_types_are_refused() {
+        assert!(parse(200, r#"{"access_token":"a"}"#).is_ok());
+        assert!(parse(200, r#"{"access_token":"a","token_type":"bearer"}"#).is_ok());
+        assert_eq!(
+            parse(200, r#"{"access_token":"a","token_type":"mac"}"#).unwrap_err(),
+            ResponseError::UnsupportedTokenType {
+                token_type: "mac".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_in_a_200_are_errors() {
+        let error = parse(
+            200,
+            r#"{"error":"invalid_grant","error_description":"expired"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), Some(&ErrorCode::InvalidGrant));
+        assert_eq!(error.status(), Some(StatusCode::OK));
+    }
+
+    #[test]
+    fn html_error_pages_give_an_excerpt() {
+        let error = parse(502, "<html><body><h1>502 Bad Gateway</h1></body></html>").unwrap_err();
+        assert_eq!(
+            error,
+            ResponseError::Status {
+                status: StatusCode::BAD_GATEWAY,
+                excerpt: "502 Bad Gateway".into()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_success_bodies_never_quote_the_token() {
+        let cases = [
+            r#"{"access_token":"SECRET-AT","expires_in":"later"}"#,
+            r#"{"access_token":"SECRET-AT","access_token":"SECRET-AT2"}"#,
+            r#"{"access_token":"SECRET AT"}"#,
+            r#"{"access_token":["SECRET-AT"]}"#,
+            r#"{"access_token":"SECRET-AT""#,
+        ];
+        for body in cases {
+            let error = parse(200, body).unwrap_err();
+            assert!(!format!("{error} {error:?}").contains("SECRET"), "{body}");
+        }
+    }
+
+    #[test]
+    fn form_encoded_bodies_are_read_when_declared() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let response = parse_token_response(
+            StatusCode::OK,
+            &headers,
+            b"access_token=abc&token_type=bearer&expires_in=60&scope=a+b",
+            LIMIT,
+        )
+        .unwrap();
+        assert_eq!(response.expires_in, Some(Duration::from_secs(60)));
+        assert_eq!(response.scope.as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn scope_arrays_and_size_limit() {
+        let response = parse(200, r#"{"access_token":"a","scope":["x","y"]}"#).unwrap();
+        assert_eq!(response.scope.as_deref(), Some("x y"));
+        let big = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(LIMIT));
+        assert!(matches!(
+            parse(200, &big),
+            Err(ResponseError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_salvaged_from_an_unusable_response() {
+        let body = br#"{"access_token":"a","token_type":"mac","refresh_token":"RT2"}"#;
+        let salvaged = salvage_refresh_token(&HeaderMap::new(), body).unwrap();
+        assert_eq!(salvaged.expose_secret(), "RT2");
+    }
+}
