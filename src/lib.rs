@@ -9,4 +9,6 @@
     )
 )]
 
+pub mod challenge;
+mod snippet;
 pub mod time;
