@@ -10,5 +10,6 @@
 )]
 
 pub mod challenge;
+pub mod retry_after;
 mod snippet;
 pub mod time;
