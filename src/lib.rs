@@ -19,6 +19,7 @@ mod input;
 mod output;
 pub mod retry_after;
 pub mod secret;
+mod snippet;
 pub mod time;
 pub mod token;
 

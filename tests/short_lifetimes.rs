@@ -57,7 +57,7 @@ fn proactive_refresh_fires_at_expiry_minus_the_capped_margin() {
 
 #[test]
 fn long_tokens_use_the_configured_margin() {
-    let mut sim = sim(Duration::from_secs(3600), Duration::from_secs(60));
+    let sim = sim(Duration::from_secs(3600), Duration::from_secs(60));
     let issued = sim.now();
     assert_eq!(sim.idle_until, Some(issued + Duration::from_secs(3540)));
 }

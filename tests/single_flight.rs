@@ -76,7 +76,7 @@ fn a_hundred_401s_for_the_current_token_make_one_refresh() {
 }
 
 #[test]
-fn 401s_for_an_old_generation_make_none() {
+fn unauthorized_for_an_old_generation_makes_no_request() {
     let mut sim = sim();
     let old = generation(&sim);
     sim.flow.handle_input(sim.now(), Input::Unauthorized { generation: old, www_authenticate: vec![] });

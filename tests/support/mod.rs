@@ -4,3 +4,4 @@
 pub mod clock;
 pub mod fake_api;
 pub mod fake_auth;
+pub mod sim;

@@ -199,14 +199,11 @@ impl Sim {
     pub fn advance(&mut self, by: Duration) {
         let end = self.now() + by;
         loop {
-            match self.idle_until {
-                Some(until) if until <= end && until > self.now() => {
-                    self.clock.set_to(until);
-                }
-                _ => {
-                    self.clock.set_to(end);
-                }
-            }
+            let next = match self.idle_until {
+                Some(until) if until <= end && until > self.now() => until,
+                _ => end,
+            };
+            self.clock.advance(next - self.now());
             let now = self.now();
             self.flow.handle_input(now, Input::Timeout);
             self.settle();
