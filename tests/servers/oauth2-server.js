@@ -1,0 +1,226 @@
+// @node-oauth/oauth2-server on 127.0.0.1 with an in-memory model, for tokenflow's tests.
+//
+//   node oauth2-server.js '{"accessTokenTtl":2,"refreshTokenTtl":3600}'
+//
+// Same readiness contract as oidc.js: one JSON line on stdout, exit when stdin closes.
+// Grants: password, client_credentials, refresh_token (rotating: a used refresh token is
+// deleted, so presenting it again is `invalid_grant`). See README.md for options and routes.
+
+import crypto from 'node:crypto';
+
+// First, so that its stdout guard is in place before any library loads.
+import {
+  CLIENTS, SCOPES, USERS,
+  announceReady, bump, listenLoopback, newStats, parseOptions, readBody, sendJson,
+} from './common.js';
+import OAuth2Server from '@node-oauth/oauth2-server';
+
+const { Request, Response, OAuthError } = OAuth2Server;
+
+const opts = parseOptions({
+  accessTokenTtl: 3600, // seconds, every grant
+  refreshTokenTtl: 86400,
+  // Take the Basic credentials as they are, without the RFC 6749 §2.3.1 form-decoding, the
+  // way some servers (Cognito, UAA) do.
+  rawBasicAuth: false,
+});
+
+const CONFIDENTIAL_GRANTS = ['password', 'client_credentials', 'refresh_token'];
+const clients = new Map([
+  ...[CLIENTS.basic, CLIENTS.post, CLIENTS.special].map((c) => [c.id, {
+    id: c.id, secret: c.secret, grants: CONFIDENTIAL_GRANTS,
+  }]),
+  [CLIENTS.pkce.id, { id: CLIENTS.pkce.id, secret: undefined, grants: ['password', 'refresh_token'] }],
+]);
+
+const accessTokens = new Map(); // value -> token
+const refreshTokens = new Map(); // value -> token
+
+const randomToken = () => crypto.randomBytes(24).toString('base64url');
+
+const model = {
+  async getClient(clientId, clientSecret) {
+    const client = clients.get(clientId);
+    if (!client) return false;
+    // A confidential client must authenticate; a public one must not present a secret.
+    if (client.secret === undefined ? clientSecret != null : clientSecret !== client.secret) {
+      return false;
+    }
+    return { id: client.id, grants: client.grants };
+  },
+  async getUser(username, password) {
+    return USERS.get(username) === password ? { id: username } : false;
+  },
+  async getUserFromClient(client) {
+    return { id: client.id };
+  },
+  async validateScope(user, client, scope) {
+    const requested = scope ?? [];
+    return requested.every((s) => SCOPES.includes(s)) ? requested : false;
+  },
+  async verifyScope(token, required) {
+    return required.every((s) => (token.scope ?? []).includes(s));
+  },
+  generateAccessToken: async () => randomToken(),
+  generateRefreshToken: async () => randomToken(),
+  async saveToken(token, client, user) {
+    const scope = token.scope ?? [];
+    const saved = {
+      accessToken: token.accessToken,
+      accessTokenExpiresAt: token.accessTokenExpiresAt,
+      scope,
+      client: { id: client.id },
+      user,
+    };
+    accessTokens.set(saved.accessToken, saved);
+    // Refresh tokens only for offline access, like the providers this crate meets.
+    if (token.refreshToken && scope.includes('offline_access')) {
+      saved.refreshToken = token.refreshToken;
+      saved.refreshTokenExpiresAt = token.refreshTokenExpiresAt;
+      refreshTokens.set(saved.refreshToken, { ...saved });
+    }
+    return saved;
+  },
+  async getAccessToken(value) {
+    return accessTokens.get(value) ?? false;
+  },
+  async getRefreshToken(value) {
+    return refreshTokens.get(value) ?? false;
+  },
+  async revokeToken(token) {
+    return refreshTokens.delete(token.refreshToken);
+  },
+};
+
+const oauth = new OAuth2Server({
+  model,
+  accessTokenLifetime: opts.accessTokenTtl,
+  refreshTokenLifetime: opts.refreshTokenTtl,
+  allowBearerTokensInQueryString: false,
+  requireClientAuthentication: { password: true, client_credentials: true, refresh_token: true },
+});
+// Public clients (no secret) use the password and refresh grants without authenticating.
+const publicOauth = new OAuth2Server({
+  model,
+  accessTokenLifetime: opts.accessTokenTtl,
+  refreshTokenLifetime: opts.refreshTokenTtl,
+  requireClientAuthentication: { password: false, refresh_token: false },
+});
+
+const stats = newStats();
+
+function formDecode(part) {
+  return decodeURIComponent(part.replace(/\+/g, '%20'));
+}
+
+// RFC 6749 §2.3.1: the client id and secret are form-encoded before they are joined and
+// base64-encoded. The library takes the header literally, so decode here and hand it the
+// plain values; a header that is not properly encoded is refused like oidc-provider does.
+function decodeBasic(headers) {
+  const header = headers.authorization;
+  if (opts.rawBasicAuth || typeof header !== 'string') return true;
+  const match = /^basic +([A-Za-z0-9+/=]+) *$/i.exec(header);
+  if (!match) return true;
+  const text = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  if (colon < 0) return true;
+  try {
+    const id = formDecode(text.slice(0, colon));
+    const secret = formDecode(text.slice(colon + 1));
+    headers.authorization = `Basic ${Buffer.from(`${id}:${secret}`, 'utf8').toString('base64')}`;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function send(res, response) {
+  const headers = { ...response.headers };
+  delete headers['content-type'];
+  sendJson(res, response.status ?? 200, response.body ?? {}, headers);
+}
+
+async function token(req, res) {
+  const raw = await readBody(req);
+  const body = Object.fromEntries(new URLSearchParams(raw));
+  const grantType = body.grant_type ?? '(none)';
+  bump(stats.token_requests, grantType);
+
+  const headers = { ...req.headers };
+  const request = new Request({ headers, method: req.method, query: {}, body });
+  const response = new Response({ headers: {} });
+  const fail = (status, error, description, extra = {}) => {
+    bump(stats.token_errors, error);
+    sendJson(res, status, { error, error_description: description }, extra);
+  };
+  if (!decodeBasic(request.headers)) {
+    fail(400, 'invalid_request', 'client credentials in the Authorization header are not properly encoded');
+    return;
+  }
+  const client = clients.get(body.client_id);
+  const server = client && client.secret === undefined && !request.headers.authorization
+    ? publicOauth : oauth;
+  try {
+    await server.token(request, response);
+    send(res, response);
+  } catch (err) {
+    if (!(err instanceof OAuthError)) throw err;
+    console.error(`[oauth2-server] token ${grantType}: ${err.name}: ${err.message}`);
+    bump(stats.token_errors, err.name);
+    send(res, response);
+  }
+}
+
+async function resource(req, res, url) {
+  stats.resource_calls += 1;
+  const request = new Request({
+    headers: { ...req.headers }, method: req.method, query: {}, body: {},
+  });
+  const response = new Response({ headers: {} });
+  const required = url.searchParams.get('require_scope');
+  const options = required
+    ? { scope: [required], addAcceptedScopesHeader: false, addAuthorizedScopesHeader: false }
+    : {};
+  try {
+    const token = await oauth.authenticate(request, response, options);
+    stats.resource_ok += 1;
+    sendJson(res, 200, {
+      ok: true, sub: token.user.id, client_id: token.client.id, scope: token.scope.join(' '),
+    });
+  } catch (err) {
+    if (!(err instanceof OAuthError)) throw err;
+    if (err.code === 401) stats.resource_401 += 1;
+    if (err.code === 403) stats.resource_403 += 1;
+    const body = err.name === 'unauthorized_request'
+      ? { error: 'missing bearer token' } : { error: err.name, error_description: err.message };
+    sendJson(res, err.code, body, response.headers);
+  }
+}
+
+const { server, port } = await listenLoopback();
+const issuer = `http://127.0.0.1:${port}`;
+
+server.on('request', (req, res) => {
+  const url = new URL(req.url, issuer);
+  const route = `${req.method} ${url.pathname}`;
+  let handled;
+  if (route === 'POST /token') {
+    handled = token(req, res);
+  } else if (route === 'GET /api/resource') {
+    handled = resource(req, res, url);
+  } else if (route === 'GET /test/stats') {
+    handled = Promise.resolve(sendJson(res, 200, stats));
+  } else if (route === 'POST /test/stats/reset') {
+    Object.assign(stats, newStats());
+    handled = Promise.resolve(sendJson(res, 200, stats));
+  } else {
+    handled = Promise.resolve(sendJson(res, 404, { error: 'not_found' }));
+  }
+  handled.catch((err) => {
+    console.error(`[oauth2-server] ${route}: ${err.stack ?? err}`);
+    if (!res.headersSent) sendJson(res, 500, { error: 'server_error' });
+    else res.destroy();
+  });
+});
+
+announceReady(issuer, port);
