@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use support::fake_auth::{ClientAuthStyle, Fault, FakeAuthServer, ResponseStyle, ServerConfig};
+use support::fake_auth::{ClientAuthStyle, FakeAuthServer, Fault, ResponseStyle, ServerConfig};
 use support::sim::{Network, Sim};
 use tokenflow::{
     Access, Config, Credentials, Event, FailureCause, LoginRequiredReason, RetryPolicy,
@@ -65,11 +65,22 @@ fn invalid_grant_on_refresh_clears_the_tokens_and_asks_for_a_login() {
     expire(&mut sim);
     assert_eq!(sim.call_api(), StatusCode::UNAUTHORIZED);
     assert!(sim.stored.is_none(), "the dead tokens were deleted");
-    let cleared = sim.events.iter().position(|e| matches!(e, Event::TokensCleared)).unwrap();
+    let cleared = sim
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::TokensCleared))
+        .unwrap();
     let login = sim
         .events
         .iter()
-        .position(|e| matches!(e, Event::LoginRequired { reason: LoginRequiredReason::RefreshTokenRejected(_) }))
+        .position(|e| {
+            matches!(
+                e,
+                Event::LoginRequired {
+                    reason: LoginRequiredReason::RefreshTokenRejected(_)
+                }
+            )
+        })
         .unwrap();
     assert!(cleared < login);
     assert_eq!(sim.access(), Access::LoginRequired);
@@ -100,18 +111,25 @@ fn a_storm_of_server_errors_ends_in_one_failure_and_keeps_the_tokens() {
     }
     let refresh_before = sim.stored.as_ref().unwrap().refresh_token.clone();
     expire(&mut sim);
-    assert_eq!(sim.call_api(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sim.access(), Access::Pending);
+    sim.advance(Duration::from_secs(60));
     let failed = failures(&sim);
     assert_eq!(failed.len(), 1);
+    assert_eq!(sim.server.token_requests(), 1 + 4);
     assert_eq!(failed[0].attempts, 4, "the first try and three retries");
     assert_eq!(sim.stored.as_ref().unwrap().refresh_token, refresh_before);
-    assert_eq!(sim.count_events(|e| matches!(e, Event::LoginRequired { .. })), 0);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::LoginRequired { .. })),
+        0
+    );
 }
 
 #[test]
 fn too_many_requests_waits_for_retry_after_in_seconds() {
     let mut sim = logged_in();
-    sim.server.inject(Fault::TooManyRequests { retry_after: "7".into() });
+    sim.server.inject(Fault::TooManyRequests {
+        retry_after: "7".into(),
+    });
     expire(&mut sim);
     assert_eq!(sim.call_api(), StatusCode::OK);
     let at: Vec<_> = sim.server.requests().iter().skip(1).map(|r| r.at).collect();
@@ -124,7 +142,8 @@ fn service_unavailable_waits_for_retry_after_as_a_date() {
     expire(&mut sim);
     let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(sim.clock.wall_millis());
     let date = httpdate::fmt_http_date(wall + Duration::from_secs(9));
-    sim.server.inject(Fault::ServiceUnavailable { retry_after: date });
+    sim.server
+        .inject(Fault::ServiceUnavailable { retry_after: date });
     assert_eq!(sim.call_api(), StatusCode::OK);
     let at: Vec<_> = sim.server.requests().iter().skip(1).map(|r| r.at).collect();
     let waited = at[1] - at[0];
@@ -137,12 +156,17 @@ fn service_unavailable_waits_for_retry_after_as_a_date() {
 #[test]
 fn a_retry_after_longer_than_allowed_fails_at_once() {
     let mut sim = logged_in();
-    sim.server.inject(Fault::TooManyRequests { retry_after: "86400".into() });
+    sim.server.inject(Fault::TooManyRequests {
+        retry_after: "86400".into(),
+    });
     expire(&mut sim);
     sim.access();
     let failed = failures(&sim);
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].cause, FailureCause::RetryAfterTooLong(Duration::from_secs(86400)));
+    assert_eq!(
+        failed[0].cause,
+        FailureCause::RetryAfterTooLong(Duration::from_secs(86400))
+    );
 }
 
 #[test]
@@ -163,11 +187,16 @@ fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
     assert_eq!(failures(&sim).len(), 1);
     assert!(sim.events.iter().any(|e| matches!(
         e,
-        Event::LoginRequired { reason: LoginRequiredReason::RefreshOutcomeUnknown }
+        Event::LoginRequired {
+            reason: LoginRequiredReason::RefreshOutcomeUnknown
+        }
     )));
     assert_eq!(sim.access(), Access::LoginRequired);
     assert!(sim.outbox.is_empty());
-    assert!(sim.stored.as_ref().unwrap().refresh_token.is_some(), "nothing was dropped");
+    assert!(
+        sim.stored.as_ref().unwrap().refresh_token.is_some(),
+        "nothing was dropped"
+    );
 }
 
 #[test]
@@ -180,7 +209,11 @@ fn a_refresh_whose_answer_is_lost_after_rotation_recovers_by_retrying_once() {
     assert_eq!(sim.access(), Access::Pending);
     sim.advance(Duration::from_secs(31));
     assert_eq!(sim.presented_refresh_tokens.len(), 2);
-    assert!(sim.events.iter().any(|e| matches!(e, Event::LoginRequired { .. })));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, Event::LoginRequired { .. }))
+    );
     assert_eq!(sim.server.token_requests(), 3);
 }
 
@@ -205,19 +238,30 @@ fn connection_refused_is_retried_like_a_server_error() {
 fn a_late_answer_after_its_deadline_is_refused_harmlessly() {
     let mut sim = Sim::new(config(), server());
     sim.network = Network::Held;
-    sim.flow.login(sim.now(), Credentials::password("joe", "pw"));
+    sim.flow
+        .login(sim.now(), Credentials::password("joe", "pw"));
     sim.settle();
     let first = sim.outbox.remove(0);
     sim.advance(Duration::from_secs(31));
-    assert_eq!(sim.count_events(|e| matches!(e, Event::TokensUpdated(_))), 0);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::TokensUpdated(_))),
+        0
+    );
     // The answer to the abandoned request arrives after the deadline.
     sim.deliver(first);
     sim.settle();
-    assert_eq!(sim.count_events(|e| matches!(e, Event::TokensUpdated(_))), 0, "ignored");
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::TokensUpdated(_))),
+        0,
+        "ignored"
+    );
     // The retry is answered normally.
     sim.advance(Duration::from_secs(5));
     sim.deliver_all();
     sim.settle();
-    assert_eq!(sim.count_events(|e| matches!(e, Event::TokensUpdated(_))), 1);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::TokensUpdated(_))),
+        1
+    );
     assert!(matches!(sim.access(), Access::Ready(_)));
 }

@@ -45,21 +45,38 @@ fn client_credentials_with_the_grant_type_in_the_query_and_a_quirky_answer() {
     let request = &sim.server.requests()[0];
     assert_eq!(request.uri.query(), Some("grant_type=client_credentials"));
     assert_eq!(request.grant_type.as_deref(), Some("client_credentials"));
-    assert!(request.form.contains(&("client_id".into(), "APP-API-KEY".into())));
+    assert!(
+        request
+            .form
+            .contains(&("client_id".into(), "APP-API-KEY".into()))
+    );
 
     let stored = sim.stored.clone().expect("tokens stored");
     assert_eq!(stored.grant, GrantKind::ClientCredentials);
-    let lifetime = stored.expires_at.unwrap().saturating_duration_since(stored.issued_at);
-    assert_eq!(lifetime, Duration::from_secs(86399), "the string expires_in was understood");
+    let lifetime = stored
+        .expires_at
+        .unwrap()
+        .saturating_duration_since(stored.issued_at);
+    assert_eq!(
+        lifetime,
+        Duration::from_secs(86399),
+        "the string expires_in was understood"
+    );
     assert_eq!(stored.extra["status"], "approved");
     assert_eq!(stored.extra["refresh_count"], "0");
-    assert!(stored.refresh_token_expires_at.is_some(), "the refresh token's expiry is exposed");
+    assert!(
+        stored.refresh_token_expires_at.is_some(),
+        "the refresh token's expiry is exposed"
+    );
 
     let Access::Ready(bearer) = sim.access() else {
         panic!("a token is ready")
     };
     let value = bearer.header_value().to_str().unwrap().to_owned();
-    assert!(value.starts_with("Bearer "), "BearerToken is sent as Bearer: {value}");
+    assert!(
+        value.starts_with("Bearer "),
+        "BearerToken is sent as Bearer: {value}"
+    );
     assert_eq!(sim.call_api(), StatusCode::OK);
 }
 
@@ -88,5 +105,8 @@ fn renewal_asks_again_with_client_credentials() {
     assert_eq!(grants, ["client_credentials", "client_credentials"]);
     let renewal = &sim.server.requests()[1];
     assert_eq!(renewal.uri.query(), Some("grant_type=client_credentials"));
-    assert!(renewal.headers.get(header::AUTHORIZATION).is_none(), "client_secret_post only");
+    assert!(
+        renewal.headers.get(header::AUTHORIZATION).is_none(),
+        "client_secret_post only"
+    );
 }

@@ -21,7 +21,11 @@ fn identity_server() -> FakeAuthServer {
         revoke_family_on_reuse: false,
         require_query_grant_type: false,
     });
-    server.add_client("datahub-backend", Some("ids-secret"), ClientAuthStyle::Basic);
+    server.add_client(
+        "datahub-backend",
+        Some("ids-secret"),
+        ClientAuthStyle::Basic,
+    );
     server.add_user("svc-datahub@acme.com", "pw-datahub");
     server
 }
@@ -47,19 +51,29 @@ fn password_login_then_401_makes_exactly_one_refresh_and_the_retry_succeeds() {
     assert_eq!(sim.server.token_requests(), 1);
     let stored = sim.stored.clone().unwrap();
     assert_eq!(stored.grant, GrantKind::Password);
-    assert!(stored.refresh_token.is_some(), "offline_access brings a refresh token");
+    assert!(
+        stored.refresh_token.is_some(),
+        "offline_access brings a refresh token"
+    );
     assert_eq!(stored.scope.as_deref(), Some("datahub-api offline_access"));
 
     // The API stops accepting the token before the client thinks it expired.
     let token = sim.current_access_token().unwrap();
     sim.server.revoke_access_token(&token);
-    assert_eq!(sim.call_api(), StatusCode::OK, "the call is retried with the new token");
+    assert_eq!(
+        sim.call_api(),
+        StatusCode::OK,
+        "the call is retried with the new token"
+    );
 
     assert_eq!(sim.server.token_requests(), 2, "one login, one refresh");
     let refresh = &sim.server.requests()[1];
     assert_eq!(refresh.grant_type.as_deref(), Some("refresh_token"));
     assert_eq!(sim.api.unauthorized(), 1);
-    assert_eq!(sim.count_events(|e| matches!(e, Event::TokensUpdated(_))), 2);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::TokensUpdated(_))),
+        2
+    );
     assert_ne!(sim.current_access_token().unwrap(), token);
 }
 
@@ -111,6 +125,9 @@ fn a_wrong_password_is_a_clear_failure_not_a_loop() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert!(failed[0].contains("invalid_grant"), "{}", failed[0]);
-    assert_eq!(sim.count_events(|e| matches!(e, Event::LoginRequired { .. })), 0);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::LoginRequired { .. })),
+        0
+    );
     assert_eq!(sim.server.token_requests(), 1);
 }

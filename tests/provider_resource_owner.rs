@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::fake_auth::{ClientAuthStyle, Outcome, FakeAuthServer, ResponseStyle, ServerConfig};
+use support::fake_auth::{ClientAuthStyle, FakeAuthServer, Outcome, ResponseStyle, ServerConfig};
 use support::sim::Sim;
 use tokenflow::{ClientAuth, Config, Credentials};
 
@@ -23,14 +23,21 @@ fn qflow() -> Sim {
         revoke_family_on_reuse: true,
         require_query_grant_type: false,
     });
-    server.add_client("acme_resowner", Some("cb818203-d58c-4bf7-a66a-43522716cf69"), ClientAuthStyle::Post);
+    server.add_client(
+        "acme_resowner",
+        Some("cb818203-d58c-4bf7-a66a-43522716cf69"),
+        ClientAuthStyle::Post,
+    );
     server.add_user(USERNAME, "secret1234");
-    let config = Config::builder("https://identity.qflowhub.example/core/connect/token", "acme_resowner")
-        .client_secret("cb818203-d58c-4bf7-a66a-43522716cf69")
-        .client_auth(ClientAuth::SecretPost)
-        .scope("qflowapi openid offline_access")
-        .build()
-        .unwrap();
+    let config = Config::builder(
+        "https://identity.qflowhub.example/core/connect/token",
+        "acme_resowner",
+    )
+    .client_secret("cb818203-d58c-4bf7-a66a-43522716cf69")
+    .client_auth(ClientAuth::SecretPost)
+    .scope("qflowapi openid offline_access")
+    .build()
+    .unwrap();
     Sim::new(config, server)
 }
 
@@ -40,8 +47,16 @@ fn the_pin_username_arrives_verbatim_with_the_documented_scope() {
     sim.login(Credentials::password(USERNAME, "secret1234"));
     let login = &sim.server.requests()[0];
     assert!(login.form.contains(&("username".into(), USERNAME.into())));
-    assert!(login.form.contains(&("scope".into(), "qflowapi openid offline_access".into())));
-    assert!(login.form.contains(&("client_id".into(), "acme_resowner".into())));
+    assert!(
+        login
+            .form
+            .contains(&("scope".into(), "qflowapi openid offline_access".into()))
+    );
+    assert!(
+        login
+            .form
+            .contains(&("client_id".into(), "acme_resowner".into()))
+    );
     assert!(sim.stored.as_ref().unwrap().refresh_token.is_some());
     assert_eq!(sim.call_api(), StatusCode::OK);
 }
@@ -58,8 +73,17 @@ fn fifty_rotations_never_present_a_refresh_token_twice() {
     let presented = &sim.presented_refresh_tokens;
     assert!(presented.len() >= 50, "{} refreshes", presented.len());
     let distinct: HashSet<_> = presented.iter().collect();
-    assert_eq!(distinct.len(), presented.len(), "a refresh token was presented twice");
+    assert_eq!(
+        distinct.len(),
+        presented.len(),
+        "a refresh token was presented twice"
+    );
     assert_eq!(sim.api.unauthorized(), 0);
     assert_eq!(sim.server.live_refresh_tokens(), 1);
-    assert!(sim.server.requests().iter().all(|r| matches!(r.outcome, Outcome::Issued)));
+    assert!(
+        sim.server
+            .requests()
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::Issued))
+    );
 }

@@ -45,7 +45,10 @@ fn a_hundred_callers_waiting_on_an_expired_token_make_one_request() {
     assert_eq!(sim.outbox.len(), 1, "one token request for all the callers");
     sim.deliver_all();
     sim.settle();
-    assert_eq!(sim.count_events(|e| matches!(e, Event::AccessReady { .. })), 2);
+    assert_eq!(
+        sim.count_events(|e| matches!(e, Event::AccessReady { .. })),
+        2
+    );
     for _ in 0..100 {
         assert!(matches!(sim.access(), Access::Ready(_)));
     }
@@ -58,14 +61,21 @@ fn a_hundred_401s_for_the_current_token_make_one_refresh() {
     let current = generation(&sim);
     let now = sim.now();
     for _ in 0..100 {
-        sim.flow.handle_input(now, Input::Unauthorized {
-            generation: current,
-            www_authenticate: vec!["Bearer error=\"invalid_token\"".parse().unwrap()],
-        });
+        sim.flow.handle_input(
+            now,
+            Input::Unauthorized {
+                generation: current,
+                www_authenticate: vec!["Bearer error=\"invalid_token\"".parse().unwrap()],
+            },
+        );
         sim.settle();
     }
     assert_eq!(sim.outbox.len(), 1);
-    assert_eq!(sim.access(), Access::Pending, "the refused token is not handed out again");
+    assert_eq!(
+        sim.access(),
+        Access::Pending,
+        "the refused token is not handed out again"
+    );
     sim.deliver_all();
     sim.settle();
     let Access::Ready(bearer) = sim.access() else {
@@ -79,7 +89,13 @@ fn a_hundred_401s_for_the_current_token_make_one_refresh() {
 fn unauthorized_for_an_old_generation_makes_no_request() {
     let mut sim = sim();
     let old = generation(&sim);
-    sim.flow.handle_input(sim.now(), Input::Unauthorized { generation: old, www_authenticate: vec![] });
+    sim.flow.handle_input(
+        sim.now(),
+        Input::Unauthorized {
+            generation: old,
+            www_authenticate: vec![],
+        },
+    );
     sim.settle();
     sim.deliver_all();
     sim.settle();
@@ -88,7 +104,13 @@ fn unauthorized_for_an_old_generation_makes_no_request() {
     let requests = sim.server.token_requests();
     for _ in 0..100 {
         let now = sim.now();
-        sim.flow.handle_input(now, Input::Unauthorized { generation: old, www_authenticate: vec![] });
+        sim.flow.handle_input(
+            now,
+            Input::Unauthorized {
+                generation: old,
+                www_authenticate: vec![],
+            },
+        );
         sim.settle();
     }
     assert!(sim.outbox.is_empty());
@@ -100,10 +122,17 @@ fn unauthorized_for_an_old_generation_makes_no_request() {
 fn insufficient_scope_is_not_a_reason_to_refresh() {
     let mut sim = sim();
     let current = generation(&sim);
-    sim.flow.handle_input(sim.now(), Input::Unauthorized {
-        generation: current,
-        www_authenticate: vec!["Bearer error=\"insufficient_scope\", scope=\"admin\"".parse().unwrap()],
-    });
+    sim.flow.handle_input(
+        sim.now(),
+        Input::Unauthorized {
+            generation: current,
+            www_authenticate: vec![
+                "Bearer error=\"insufficient_scope\", scope=\"admin\""
+                    .parse()
+                    .unwrap(),
+            ],
+        },
+    );
     sim.settle();
     assert!(sim.outbox.is_empty());
     assert!(matches!(sim.access(), Access::Ready(b) if b.generation() == current));

@@ -59,7 +59,12 @@ pub struct Sim {
 impl Sim {
     pub fn new(config: Config, server: FakeAuthServer) -> Sim {
         let clock = VirtualClock::new();
-        let flow = TokenFlow::new(config, 7, clock.now(), UnixTime::from_millis(clock.wall_millis()));
+        let flow = TokenFlow::new(
+            config,
+            7,
+            clock.now(),
+            UnixTime::from_millis(clock.wall_millis()),
+        );
         Sim::with_flow(clock, flow, server)
     }
 
@@ -130,7 +135,9 @@ impl Sim {
         );
         self.in_flight.push((id, deadline));
         self.token_requests_sent += 1;
-        let form: Vec<(String, String)> = form_urlencoded::parse(request.body()).into_owned().collect();
+        let form: Vec<(String, String)> = form_urlencoded::parse(request.body())
+            .into_owned()
+            .collect();
         if let Some((_, token)) = form.iter().find(|(k, _)| k == "refresh_token") {
             assert!(
                 !self.superseded.contains(token),
@@ -138,7 +145,11 @@ impl Sim {
             );
             self.presented_refresh_tokens.push(token.clone());
         }
-        self.outbox.push(Outgoing { id, request, deadline });
+        self.outbox.push(Outgoing {
+            id,
+            request,
+            deadline,
+        });
     }
 
     fn on_event(&mut self, event: Event) {
@@ -179,7 +190,13 @@ impl Sim {
         match reply {
             Reply::Respond(response) => {
                 self.in_flight.retain(|(id, _)| *id != out.id);
-                self.flow.handle_input(now, Input::Response { id: out.id, response });
+                self.flow.handle_input(
+                    now,
+                    Input::Response {
+                        id: out.id,
+                        response,
+                    },
+                );
             }
             // The answer is lost: the flow learns of it only when the deadline passes.
             Reply::Lost => {}
@@ -191,7 +208,13 @@ impl Sim {
         let now = self.now();
         for out in std::mem::take(&mut self.outbox) {
             self.in_flight.retain(|(id, _)| *id != out.id);
-            self.flow.handle_input(now, Input::Failed { id: out.id, error: error.clone() });
+            self.flow.handle_input(
+                now,
+                Input::Failed {
+                    id: out.id,
+                    error: error.clone(),
+                },
+            );
         }
     }
 
@@ -237,8 +260,10 @@ impl Sim {
             return response.status();
         }
         let now = self.now();
-        self.flow
-            .handle_input(now, Input::unauthorized(bearer.generation(), response.headers()));
+        self.flow.handle_input(
+            now,
+            Input::unauthorized(bearer.generation(), response.headers()),
+        );
         self.settle();
         match self.ready_bearer() {
             Some(newer) if newer.generation() > bearer.generation() => {
@@ -272,7 +297,9 @@ impl Sim {
     }
 
     pub fn api_request(&mut self, bearer: &Bearer) -> Response<Vec<u8>> {
-        let mut request = Request::get("https://api.example/resource").body(Vec::new()).unwrap();
+        let mut request = Request::get("https://api.example/resource")
+            .body(Vec::new())
+            .unwrap();
         bearer.authorize(&mut request);
         let now = self.now();
         self.api.handle(now, &self.server, &request)
