@@ -9,6 +9,8 @@
     )
 )]
 
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub mod adapters;
 pub mod challenge;
 pub mod client_auth;
 pub mod config;

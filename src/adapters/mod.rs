@@ -1,0 +1,8 @@
+//! Run loops that drive a [`TokenFlow`](crate::TokenFlow) with real IO.
+//!
+//! Adapters hold no protocol logic: they send what the flow asks, feed back what happened,
+//! persist what it hands out, and sleep until it next needs them.
+
+pub mod store;
+
+pub use store::{FileStore, MemoryStore, StoreError, TokenStore};
