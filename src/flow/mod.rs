@@ -461,9 +461,10 @@ impl TokenFlow {
         &mut self,
         now: Instant,
         grant: GrantKind,
-        error: ResponseError,
+        mut error: ResponseError,
         headers: &http::HeaderMap,
     ) {
+        self.redact_known_secrets(&mut error);
         if is_transient(&error) {
             let retry_after = headers
                 .get(http::header::RETRY_AFTER)
@@ -485,6 +486,26 @@ impl TokenFlow {
             }
         }
         self.fail(now, FailureCause::Endpoint(error));
+    }
+
+    /// Scrubs every secret the flow knows from text a server sent back.
+    fn redact_known_secrets(&self, error: &mut ResponseError) {
+        if let Some(secret) = &self.config.client_secret {
+            error.redact(secret.expose_secret());
+        }
+        match self.attempt.as_ref().map(|a| &a.grant) {
+            Some(TokenGrant::Password { password, .. }) => error.redact(password.expose_secret()),
+            Some(TokenGrant::RefreshToken(token)) => error.redact(token.expose_secret()),
+            _ => {}
+        }
+        if let Some(tokens) = &self.tokens {
+            if let Some(access) = &tokens.access {
+                error.redact(access.token.expose_secret());
+            }
+            if let Some(refresh) = &tokens.refresh {
+                error.redact(refresh.token.expose_secret());
+            }
+        }
     }
 
     fn on_transport_failure(&mut self, now: Instant, error: TransportError) {

@@ -229,6 +229,34 @@ impl ResponseError {
     }
 }
 
+impl ResponseError {
+    /// Replaces every occurrence of `secret` in the text the server sent (descriptions,
+    /// excerpts) with `[redacted]`. A server that echoes a token or a password back in its
+    /// error page must not make it reach a log through this error.
+    pub(crate) fn redact(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let scrub = |text: &mut String| {
+            if text.contains(secret) {
+                *text = text.replace(secret, "[redacted]");
+            }
+        };
+        match self {
+            ResponseError::OAuth(error) => {
+                error.description.as_mut().map(scrub);
+                error.uri.as_mut().map(scrub);
+                if let ErrorCode::Other(code) = &mut error.code {
+                    scrub(code);
+                }
+            }
+            ResponseError::Status { excerpt, .. } => scrub(excerpt),
+            ResponseError::UnsupportedTokenType { token_type } => scrub(token_type),
+            ResponseError::Malformed { .. } | ResponseError::TooLarge { .. } => {}
+        }
+    }
+}
+
 impl fmt::Display for ResponseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -318,6 +346,21 @@ mod tests {
         let long = "x".repeat(500);
         assert_eq!(excerpt(long.as_bytes()).chars().count(), 101);
         assert_eq!(excerpt(&[0xff, 0xfe, b'a']), "\u{fffd}\u{fffd}a");
+    }
+
+    #[test]
+    fn redact_scrubs_echoed_secrets() {
+        let mut error = ResponseError::OAuth(OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            code: ErrorCode::InvalidGrant,
+            description: Some("token RT-1 was already used".into()),
+            uri: None,
+        });
+        error.redact("RT-1");
+        assert_eq!(
+            error.to_string(),
+            "the token endpoint answered 400 Bad Request with error invalid_grant: token [redacted] was already used"
+        );
     }
 
     #[test]

@@ -87,6 +87,35 @@ impl Sim {
         }
     }
 
+    /// Simulates a process restart: the flow is rebuilt from what the host stored, and
+    /// requests of the old process are forgotten.
+    pub fn restart(&mut self, config: Config, seed: u64) {
+        let (now, wall) = (self.now(), self.wall());
+        self.flow = match self.stored.clone() {
+            Some(stored) => {
+                TokenFlow::restore(config, stored, seed, now, wall).expect("stored tokens restore")
+            }
+            None => TokenFlow::new(config, seed, now, wall),
+        };
+        self.outbox.clear();
+        self.in_flight.clear();
+        self.last_was_tokens_updated = false;
+        self.idle_until = None;
+    }
+
+    /// The host cancels what it still has in flight, as it does when a login or logout
+    /// supersedes the flow's request (the flow ignores any answer that still comes).
+    pub fn cancel_in_flight(&mut self) {
+        self.outbox.clear();
+        self.in_flight.clear();
+    }
+
+    /// Held requests whose deadline has not passed.
+    pub fn live_outbox(&self) -> usize {
+        let now = self.now();
+        self.outbox.iter().filter(|o| o.deadline > now).count()
+    }
+
     pub fn now(&self) -> Instant {
         self.clock.now()
     }
