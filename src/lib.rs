@@ -1,4 +1,110 @@
-//! tokenflow: a sans-IO OAuth 2.0 token lifecycle.
+//! # tokenflow
+//!
+//! Keeps an OAuth 2.0 client holding a valid access token — login, proactive refresh,
+//! refresh-token rotation, retries with backoff, and the API's 401 — as a pure state machine
+//! that never does IO.
+//!
+//! ## What sans-IO means here
+//!
+//! [`TokenFlow`] never opens a socket, reads a clock, draws randomness, reads the environment
+//! or touches a file. It consumes events — a command from the application, an HTTP response
+//! from the token endpoint, a 401 from an API, the passing of time — and produces the HTTP
+//! requests to perform and the events the host must act on. Every method takes the current
+//! [`Instant`](std::time::Instant); the seed for retry jitter and one reading of the wall clock
+//! are given at construction. The same flow therefore runs under any HTTP client and runtime,
+//! in a simulation with a virtual clock, under a fuzzer, or behind a foreign-language binding,
+//! and behaves identically given the same inputs.
+//!
+//! The [`adapters`] (features `blocking` and `tokio`) are thin run loops over real HTTP
+//! clients, for applications that do not want to drive the flow themselves.
+//!
+//! ## The run loop: a contract
+//!
+//! 1. Create the flow with [`TokenFlow::new`] (or [`TokenFlow::restore`] from stored tokens).
+//! 2. After **every** command ([`login`](TokenFlow::login), [`access`](TokenFlow::access),
+//!    [`logout`](TokenFlow::logout)) and every input ([`handle_input`](TokenFlow::handle_input)),
+//!    call [`poll_output`](TokenFlow::poll_output) until it returns [`Output::Idle`]:
+//!    - [`Output::Send`]: perform the request (concurrently if you like) and report the result
+//!      with [`Input::Response`] or [`Input::Failed`], carrying the request's id;
+//!    - [`Output::Event`]: act on it. [`Event::TokensUpdated`] must be stored durably
+//!      **before** the next call to `poll_output`: the new access token is released only
+//!      then, so a rotated refresh token is always safe before it is relied upon.
+//!    - [`Output::Idle`]: nothing more to do. Sleep until `until` (then feed
+//!      [`Input::Timeout`]) or until the next response, 401 or command.
+//! 3. A drain always ends in `Idle` after a small, bounded number of outputs; no input, however
+//!    malformed, makes the flow panic.
+//!
+//! ## Time and persistence
+//!
+//! Deadlines and lifetimes run on the monotonic clock you pass in, so wall-clock jumps do not
+//! stretch them; an instant earlier than one already seen is read as the latest seen. Absolute
+//! times that must survive a restart ([`StoredTokens`]) are Unix milliseconds, converted with
+//! the wall-clock reading given at construction. Tokens are renewed at expiry minus a margin
+//! ([`ConfigBuilder::refresh_margin`], capped at a tenth of the lifetime so very short tokens
+//! still work); the API's 401 is the safety net for clock drift and suspended machines.
+//!
+//! ## 401 handling
+//!
+//! Every access token has a [`Generation`]. When an API answers 401, report it with
+//! [`Input::Unauthorized`] and the generation of the token you used, then ask
+//! [`access`](TokenFlow::access) again and retry once if the generation changed. A 401 for an
+//! old generation costs nothing; any number of 401s for the current one cost one refresh. A
+//! `Bearer error="insufficient_scope"` challenge is not a token problem and triggers nothing.
+//!
+//! ## Errors
+//!
+//! Token requests that fail transiently (5xx, 429, 408, transport) are retried with
+//! exponential backoff and seeded jitter, honouring `Retry-After`; after the last retry the
+//! flow emits [`Event::Failed`] with a [`FlowError`]. A refresh token the server rejects
+//! (`invalid_grant`) is cleared ([`Event::TokensCleared`]) and [`Event::LoginRequired`]
+//! follows. No error, `Debug` or `Display` output ever contains a secret.
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `blocking` | yes | [`adapters::blocking`]: a blocking client over `ureq` |
+//! | `tokio` | no | [`adapters::tokio`]: an async client over `reqwest` on tokio |
+//! | `tokio-rustls` | no | `tokio` with reqwest's rustls TLS backend |
+//! | `tracing` | no | logs of requests, state changes and retries (never a secret) |
+//!
+//! With `default-features = false` the crate is the pure core: no IO, no runtime.
+//!
+//! ## Driving a whole exchange by hand
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use tokenflow::{Access, Config, Credentials, Event, Input, Output, TokenFlow, UnixTime};
+//!
+//! let config = Config::builder("https://identity.example/connect/token", "datahub-backend")
+//!     .client_secret("client-secret")
+//!     .scope("datahub-api offline_access")
+//!     .build()?;
+//! let now = Instant::now();
+//! let mut flow = TokenFlow::new(config, 42, now, UnixTime::from_secs(1_700_000_000));
+//!
+//! flow.login(now, Credentials::password("svc@acme.com", "password"));
+//! let Output::Send(request) = flow.poll_output() else { unreachable!() };
+//! assert_eq!(request.request.method(), "POST");
+//!
+//! // … send `request.request` with any HTTP client, then report the answer:
+//! let response = http::Response::builder()
+//!     .status(200)
+//!     .body(br#"{"access_token":"AT1","token_type":"Bearer","expires_in":3600,
+//!                "refresh_token":"RT1"}"#.to_vec())?;
+//! flow.handle_input(now, Input::Response { id: request.id, response });
+//!
+//! let Output::Event(Event::TokensUpdated(tokens)) = flow.poll_output() else { unreachable!() };
+//! // Store `tokens` durably here, before polling again.
+//! assert!(tokens.refresh_token.is_some());
+//! let Output::Event(Event::AccessReady { .. }) = flow.poll_output() else { unreachable!() };
+//! let Output::Idle { until } = flow.poll_output() else { unreachable!() };
+//! assert_eq!(until, Some(now + Duration::from_secs(3600 - 30)), "proactive refresh");
+//!
+//! let Access::Ready(bearer) = flow.access(now) else { unreachable!() };
+//! assert_eq!(bearer.header_value(), "Bearer AT1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![cfg_attr(
     not(test),
     deny(
