@@ -57,6 +57,12 @@ pub struct TokenFlow {
     next_request: u64,
 }
 
+/// How held tokens can be renewed.
+enum Renewal<'a> {
+    ClientCredentials,
+    Refresh(&'a crate::secret::RefreshToken),
+}
+
 /// Outputs waiting to be polled.
 #[derive(Debug)]
 enum Queued {
@@ -273,7 +279,7 @@ impl TokenFlow {
         }
         let tokens = self.tokens.as_ref()?;
         let access = tokens.access.as_ref()?;
-        if access.refused || self.renewal_grant().is_err() {
+        if access.refused || self.renewal().is_err() {
             return None;
         }
         Some(access.renew_at)
@@ -290,8 +296,9 @@ impl TokenFlow {
         }
     }
 
-    /// How the held tokens can be renewed without the user, or why they cannot.
-    fn renewal_grant(&self) -> Result<TokenGrant, LoginRequiredReason> {
+    /// How the held tokens can be renewed without the user, or why they cannot. Borrows
+    /// rather than clones: it runs on every `access()`.
+    fn renewal(&self) -> Result<Renewal<'_>, LoginRequiredReason> {
         let tokens = self
             .tokens
             .as_ref()
@@ -299,7 +306,7 @@ impl TokenFlow {
         // Client credentials need nobody's secret but the client's: asking again is the
         // renewal (RFC 6749 §4.4.3 expects no refresh token).
         if tokens.origin == GrantKind::ClientCredentials {
-            return Ok(TokenGrant::ClientCredentials);
+            return Ok(Renewal::ClientCredentials);
         }
         let refresh = tokens
             .refresh
@@ -308,11 +315,20 @@ impl TokenFlow {
         if refresh.unanswered >= 2 {
             return Err(LoginRequiredReason::RefreshOutcomeUnknown);
         }
-        let wall = self.clock.wall_at(self.clock.now());
-        if refresh.expires_at.is_some_and(|at| at <= wall) {
-            return Err(LoginRequiredReason::RefreshTokenExpired);
+        if let Some(expires_at) = refresh.expires_at {
+            if expires_at <= self.clock.wall_at(self.clock.now()) {
+                return Err(LoginRequiredReason::RefreshTokenExpired);
+            }
         }
-        Ok(TokenGrant::RefreshToken(refresh.token.clone()))
+        Ok(Renewal::Refresh(&refresh.token))
+    }
+
+    /// The request that renews the held tokens, or why there is none.
+    fn renewal_grant(&self) -> Result<TokenGrant, LoginRequiredReason> {
+        Ok(match self.renewal()? {
+            Renewal::ClientCredentials => TokenGrant::ClientCredentials,
+            Renewal::Refresh(token) => TokenGrant::RefreshToken(token.clone()),
+        })
     }
 
     fn require_login(&mut self, reason: LoginRequiredReason) {
@@ -567,7 +583,7 @@ impl TokenFlow {
             cause,
         })));
         if attempt.purpose == Purpose::Renewal && self.bearer(now).is_none() {
-            if let Err(reason) = self.renewal_grant() {
+            if let Err(reason) = self.renewal() {
                 self.require_login(reason);
             }
         }
@@ -619,4 +635,16 @@ fn is_transient(error: &ResponseError) -> bool {
         Some(ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable)
     );
     transient_status || transient_code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flow_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TokenFlow>();
+        assert_send_sync::<Output>();
+    }
 }
