@@ -74,6 +74,11 @@ pub struct Config {
     pub(crate) assumed_lifetime: Duration,
     pub(crate) max_body_bytes: usize,
     pub(crate) proactive_refresh: bool,
+    pub(crate) issuer: Option<String>,
+    pub(crate) authorization_endpoint: Option<Uri>,
+    pub(crate) device_authorization_endpoint: Option<Uri>,
+    pub(crate) revocation_endpoint: Option<Uri>,
+    pub(crate) redirect_uri: Option<String>,
 }
 
 impl Config {
@@ -96,7 +101,40 @@ impl Config {
             max_body_bytes: 64 * 1024,
             proactive_refresh: true,
             allow_insecure_http: false,
+            preferred_client_auth: None,
+            issuer: None,
+            authorization_endpoint: None,
+            device_authorization_endpoint: None,
+            revocation_endpoint: None,
+            redirect_uri: None,
         }
+    }
+
+    /// The issuer identifier, when known (from discovery or
+    /// [`ConfigBuilder::issuer`]): authorization responses carrying `iss` must match it
+    /// (RFC 9207).
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The authorization endpoint, for the authorization-code grant.
+    pub fn authorization_endpoint(&self) -> Option<&Uri> {
+        self.authorization_endpoint.as_ref()
+    }
+
+    /// The device authorization endpoint (RFC 8628).
+    pub fn device_authorization_endpoint(&self) -> Option<&Uri> {
+        self.device_authorization_endpoint.as_ref()
+    }
+
+    /// The revocation endpoint (RFC 7009); when set, logout revokes the tokens.
+    pub fn revocation_endpoint(&self) -> Option<&Uri> {
+        self.revocation_endpoint.as_ref()
+    }
+
+    /// The redirect URI registered for the authorization-code grant.
+    pub fn redirect_uri(&self) -> Option<&str> {
+        self.redirect_uri.as_deref()
     }
 
     /// The token endpoint.
@@ -179,9 +217,53 @@ pub struct ConfigBuilder {
     max_body_bytes: usize,
     proactive_refresh: bool,
     allow_insecure_http: bool,
+    preferred_client_auth: Option<ClientAuth>,
+    issuer: Option<String>,
+    authorization_endpoint: Option<String>,
+    device_authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+    redirect_uri: Option<String>,
 }
 
 impl ConfigBuilder {
+    /// The issuer identifier; authorization responses that carry `iss` must match it exactly
+    /// (RFC 9207).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The authorization endpoint, for the authorization-code grant.
+    pub fn authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The device authorization endpoint (RFC 8628).
+    pub fn device_authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.device_authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The revocation endpoint (RFC 7009); logout then revokes the tokens.
+    pub fn revocation_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_endpoint = Some(url.into());
+        self
+    }
+
+    /// The redirect URI registered for the authorization-code grant.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uri = Some(uri.into());
+        self
+    }
+
+    /// The client authentication to use when a secret is given and no method is chosen
+    /// explicitly (discovery sets it from what the server supports).
+    pub fn preferred_client_auth(mut self, auth: ClientAuth) -> Self {
+        self.preferred_client_auth = Some(auth);
+        self
+    }
+
     /// Sets the client secret. Client authentication then defaults to
     /// [`ClientAuth::SecretBasic`], which every server must support (RFC 6749 §2.3.1).
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
@@ -258,7 +340,9 @@ impl ConfigBuilder {
             return Err(ConfigError::ClientIdHasControlCharacters);
         }
         let client_auth = self.client_auth.unwrap_or(if self.client_secret.is_some() {
-            ClientAuth::SecretBasic
+            self.preferred_client_auth
+                .filter(|auth| auth.needs_secret())
+                .unwrap_or(ClientAuth::SecretBasic)
         } else {
             ClientAuth::None
         });
@@ -296,8 +380,19 @@ impl ConfigBuilder {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroBodyLimit);
         }
-        let mut scopes = self.scopes;
-        scopes.dedup();
+        let optional = |url: Option<String>| {
+            url.map(|url| validate_endpoint(&url, self.allow_insecure_http))
+                .transpose()
+        };
+        let authorization_endpoint = optional(self.authorization_endpoint)?;
+        let device_authorization_endpoint = optional(self.device_authorization_endpoint)?;
+        let revocation_endpoint = optional(self.revocation_endpoint)?;
+        let mut scopes: Vec<String> = Vec::with_capacity(self.scopes.len());
+        for scope in self.scopes {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
         Ok(Config {
             token_endpoint,
             client_id: self.client_id,
@@ -313,6 +408,11 @@ impl ConfigBuilder {
             assumed_lifetime: self.assumed_lifetime,
             max_body_bytes: self.max_body_bytes,
             proactive_refresh: self.proactive_refresh,
+            issuer: self.issuer,
+            authorization_endpoint,
+            device_authorization_endpoint,
+            revocation_endpoint,
+            redirect_uri: self.redirect_uri,
         })
     }
 }

@@ -120,6 +120,7 @@ pub mod adapters;
 pub mod challenge;
 pub mod client_auth;
 pub mod config;
+pub mod discovery;
 mod error;
 mod flow;
 pub mod grant;

@@ -6,6 +6,7 @@ mod response;
 mod stored;
 
 pub use error::{ErrorCode, Malformation, OAuthError, ResponseError};
+pub(crate) use error::{excerpt as error_excerpt, printable};
 pub(crate) use fields::MAX_LIFETIME;
 pub(crate) use response::salvage_refresh_token;
 pub use response::{TokenResponse, TokenType, parse_token_response};
