@@ -641,3 +641,89 @@ async fn oidc_provider_cancelled_callers_leave_one_refresh() {
 async fn oauth2_server_cancelled_callers_leave_one_refresh() {
     cancellation(ServerKind::NodeOauth2Server).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The handle itself: shutdown, errors, and starting outside a runtime.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_driver_and_answers_waiting_callers() {
+    // A token endpoint that never answers before the deadline.
+    let silent = |_request: http::Request<Vec<u8>>, deadline: Instant, _max_body: usize| async move {
+        tokio::time::sleep_until(deadline.into()).await;
+        Err(tokenflow::TransportError::timed_out("no answer"))
+    };
+    let config = Config::builder("http://127.0.0.1:9/token", "app")
+        .client_secret("secret")
+        .build()
+        .expect("a valid configuration");
+    let client = AsyncClient::builder(config, silent)
+        .credentials(|| Some(Credentials::ClientCredentials))
+        .start()
+        .expect("the client starts");
+    let waiting: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.bearer().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    bounded("shutdown", client.shutdown()).await;
+    for task in waiting {
+        let answer = bounded("a waiting caller", task)
+            .await
+            .expect("a caller task");
+        assert!(matches!(answer, Err(Error::Shutdown)), "{answer:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(client.bearer().await, Err(Error::Shutdown)));
+    assert!(matches!(
+        client.login(Credentials::ClientCredentials).await,
+        Err(Error::Shutdown)
+    ));
+    assert!(matches!(client.logout().await, Err(Error::Shutdown)));
+    client.shutdown().await;
+}
+
+#[test]
+fn starting_outside_a_runtime_is_an_error() {
+    let config = Config::builder("http://127.0.0.1:9/token", "app")
+        .build()
+        .expect("a valid configuration");
+    let started = AsyncClient::start(config, reqwest_transport(), MemoryStore::new());
+    assert!(matches!(started, Err(Error::NoRuntime)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_typed_and_never_show_the_password() {
+    let server = RunningServer::oauth2_server(json!({}));
+    let client = AsyncClient::start(
+        password_config(&server, true),
+        reqwest_transport(),
+        MemoryStore::new(),
+    )
+    .expect("the client starts");
+    // No tokens and no credentials source.
+    let error = client.bearer().await.expect_err("not logged in");
+    assert!(matches!(error, Error::NotLoggedIn), "{error:?}");
+
+    let error = bounded(
+        "a refused login",
+        client.login(Credentials::password(PIN_USER.username, "wrong-secret-PW")),
+    )
+    .await
+    .expect_err("a wrong password");
+    let shown = format!("{error} {error:?}");
+    assert!(matches!(error, Error::Flow(_)), "{shown}");
+    assert!(shown.contains("invalid_grant"), "{shown}");
+    assert!(!shown.contains("wrong-secret-PW"), "{shown}");
+    assert!(!shown.contains("basic-secret"), "{shown}");
+
+    bounded("login", client.login(pin_user()))
+        .await
+        .expect("login");
+    bounded("a call", call_ok(&client, &server)).await;
+    bounded("logout", client.logout()).await.expect("logout");
+    assert!(matches!(client.bearer().await, Err(Error::NotLoggedIn)));
+    client.shutdown().await;
+}

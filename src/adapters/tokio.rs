@@ -759,6 +759,7 @@ impl Driver {
             }
             Command::Logout(reply) => {
                 self.flow.logout(Instant::now());
+                self.login_reason = None;
                 self.set_cache(None);
                 for waiter in self.bearer_waiters.drain(..) {
                     let _ = waiter.send(Err(Error::LoggedOut));
@@ -980,3 +981,9 @@ fn store_outcome(
         })),
     }
 }
+
+// The handle is shared across tasks and threads.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<AsyncClient>();
+};
