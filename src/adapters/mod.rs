@@ -3,6 +3,10 @@
 //! Adapters hold no protocol logic: they send what the flow asks, feed back what happened,
 //! persist what it hands out, and sleep until it next needs them.
 
+#[cfg(feature = "tokio")]
+mod driver;
 pub mod store;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use store::{FileStore, MemoryStore, StoreError, TokenStore};

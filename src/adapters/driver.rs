@@ -1,0 +1,42 @@
+//! Small pieces every run loop needs: a clock reading, a seed, a bound on one drain, and a
+//! copy of an API request for its single retry after a 401.
+//!
+//! Adapters are the only part of the crate that reads clocks or gathers entropy; these
+//! helpers keep that in one place.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{Instant, SystemTime};
+
+use crate::time::UnixTime;
+
+/// The most outputs handled in one drain before the run loop gives other work a turn. The
+/// flow reaches `Idle` in far fewer; the bound only keeps a misbehaving loop from spinning.
+pub(crate) const DRAIN_BOUND: usize = 256;
+
+/// One reading of the monotonic and the wall clock, taken together.
+pub(crate) fn clock_reading() -> (Instant, UnixTime) {
+    (
+        Instant::now(),
+        UnixTime::from_system_time(SystemTime::now()),
+    )
+}
+
+/// A seed for the flow's retry jitter: the standard library's per-process random hash keys,
+/// mixed with the time and the process id, so that clients started together spread their
+/// retries apart. No new dependency, no OS RNG call of our own.
+pub(crate) fn seed() -> u64 {
+    let (now, wall) = clock_reading();
+    RandomState::new().hash_one((wall.as_millis(), std::process::id(), now))
+}
+
+/// A copy of `request` for a retry: method, URI, version, headers and body. Extensions are not
+/// copied (they are not `Clone`).
+pub(crate) fn duplicate_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
