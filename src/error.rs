@@ -28,6 +28,8 @@ pub enum FailureCause {
     Transport(TransportError),
     /// The server asked, with `Retry-After`, for a longer wait than the configured maximum.
     RetryAfterTooLong(Duration),
+    /// The device code expired before the user approved the login (RFC 8628 §3.5).
+    DeviceCodeExpired,
 }
 
 impl fmt::Display for FlowError {
@@ -42,7 +44,13 @@ impl fmt::Display for FlowError {
             "{} grant failed after {} {times}: ",
             self.grant, self.attempts
         )?;
-        match &self.cause {
+        self.cause.fmt(f)
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             FailureCause::Endpoint(error) => error.fmt(f),
             FailureCause::Transport(error) => error.fmt(f),
             FailureCause::RetryAfterTooLong(wait) => write!(
@@ -50,6 +58,9 @@ impl fmt::Display for FlowError {
                 "the server asked to retry after {}s, longer than allowed",
                 wait.as_secs()
             ),
+            FailureCause::DeviceCodeExpired => {
+                f.write_str("the device code expired before the login was approved")
+            }
         }
     }
 }
@@ -59,7 +70,7 @@ impl std::error::Error for FlowError {
         match &self.cause {
             FailureCause::Endpoint(error) => Some(error),
             FailureCause::Transport(error) => Some(error),
-            FailureCause::RetryAfterTooLong(_) => None,
+            FailureCause::RetryAfterTooLong(_) | FailureCause::DeviceCodeExpired => None,
         }
     }
 }

@@ -81,7 +81,7 @@
 //!     .scope("datahub-api offline_access")
 //!     .build()?;
 //! let now = Instant::now();
-//! let mut flow = TokenFlow::new(config, 42, now, UnixTime::from_secs(1_700_000_000));
+//! let mut flow = TokenFlow::new(config, 42u64, now, UnixTime::from_secs(1_700_000_000));
 //!
 //! flow.login(now, Credentials::password("svc@acme.com", "password"));
 //! let Output::Send(request) = flow.poll_output() else { unreachable!() };
@@ -125,9 +125,12 @@ mod error;
 mod flow;
 pub mod grant;
 mod input;
+pub mod interactive;
 mod output;
 pub mod retry_after;
+pub mod revocation;
 pub mod secret;
+mod seed;
 mod snippet;
 pub mod time;
 pub mod token;
@@ -137,9 +140,12 @@ pub use error::{FailureCause, FlowError};
 pub use flow::TokenFlow;
 pub use grant::{Credentials, GrantKind};
 pub use input::{Input, TransportError, TransportErrorKind};
+pub use interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 pub use output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
+pub use revocation::TokenTypeHint;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};
+pub use seed::Seed;
 pub use time::UnixTime;
 pub use token::{StoredTokens, TokenResponse};

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
-use crate::error::FlowError;
+use crate::error::{FailureCause, FlowError};
+use crate::interactive::DeviceAuthorization;
+use crate::revocation::TokenTypeHint;
 use crate::token::{OAuthError, StoredTokens};
 
 /// Identifies one request the flow asked the host to send; the answer must carry it back.
@@ -183,6 +185,23 @@ pub enum Event {
     /// [`Access::Pending`] should be given this error; the next
     /// [`access`](crate::TokenFlow::access) starts a new attempt.
     Failed(FlowError),
+    /// A device login started: show the user where to go and which code to enter. The flow
+    /// polls the token endpoint until the user approves, refuses, or the code expires.
+    DeviceAuthorization(DeviceAuthorization),
+    /// The server confirmed a revocation (RFC 7009).
+    Revoked {
+        /// Which token.
+        token_type: TokenTypeHint,
+    },
+    /// A revocation failed for good. The tokens were forgotten locally all the same.
+    RevocationFailed {
+        /// Which token.
+        token_type: TokenTypeHint,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// What went wrong the last time.
+        cause: FailureCause,
+    },
 }
 
 /// The next thing the host must do; see [`TokenFlow::poll_output`](crate::TokenFlow::poll_output).

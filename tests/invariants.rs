@@ -249,7 +249,7 @@ impl ForTests for Generation {
                 issued_at: tokenflow::UnixTime::from_secs(1),
                 extra: Default::default(),
             },
-            0,
+            0u64,
             std::time::Instant::now(),
             tokenflow::UnixTime::from_secs(1),
         )

@@ -40,7 +40,7 @@ fn first_request(flow: &mut TokenFlow) -> Request<Vec<u8>> {
 
 fn login_request(config: Config, credentials: Credentials) -> String {
     let now = Instant::now();
-    let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
+    let mut flow = TokenFlow::new(config, 1u64, now, UnixTime::from_secs(1_700_000_000));
     flow.login(now, credentials);
     render(&first_request(&mut flow))
 }
@@ -153,7 +153,7 @@ fn refresh_token_with_basic() {
     let mut flow = TokenFlow::restore(
         config,
         stored(true),
-        1,
+        1u64,
         now,
         UnixTime::from_secs(1_700_000_000),
     )
@@ -274,7 +274,7 @@ fn events_and_outputs() {
     let mut flow = TokenFlow::restore(
         config,
         stored(true),
-        1,
+        1u64,
         now,
         UnixTime::from_secs(1_700_000_000),
     )

@@ -8,6 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::{Instant, SystemTime};
 
+use crate::seed::Seed;
 use crate::time::UnixTime;
 
 /// The most outputs handled in one drain before the run loop gives other work a turn. The
@@ -22,12 +23,19 @@ pub(crate) fn clock_reading() -> (Instant, UnixTime) {
     )
 }
 
-/// A seed for the flow's retry jitter: the standard library's per-process random hash keys,
-/// mixed with the time and the process id, so that clients started together spread their
-/// retries apart. No new dependency, no OS RNG call of our own.
-pub(crate) fn seed() -> u64 {
-    let (now, wall) = clock_reading();
-    RandomState::new().hash_one((wall.as_millis(), std::process::id(), now))
+/// 32 bytes from the operating system's RNG for the flow's seed: they become PKCE verifiers
+/// and `state` values, which must be unguessable. Should the OS refuse, the standard library's
+/// randomly keyed hashers stand in, mixed with the time and the process id.
+pub(crate) fn seed() -> Seed {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        let (now, wall) = clock_reading();
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let word = RandomState::new().hash_one((i, wall.as_millis(), std::process::id(), now));
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+    }
+    Seed::from_bytes(bytes)
 }
 
 /// A copy of `request` for a retry: method, URI, version, headers and body. Extensions are not

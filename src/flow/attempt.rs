@@ -1,8 +1,8 @@
 //! One token request and its retries.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::grant::TokenGrant;
+use crate::grant::{GrantKind, TokenGrant};
 use crate::output::RequestId;
 
 /// Why a token request is being made.
@@ -18,12 +18,32 @@ pub(crate) enum Purpose {
 /// callers and many 401s cost a single request.
 #[derive(Debug)]
 pub(crate) struct Attempt {
-    /// What the request carries; for a password login, the only place the password lives.
-    pub(crate) grant: TokenGrant,
+    /// What the request is; for a password login, the only place the password lives.
+    pub(crate) call: Call,
     pub(crate) purpose: Purpose,
     pub(crate) state: AttemptState,
     /// How many times it has been sent.
     pub(crate) sends: u32,
+    /// Transient failures so far, against the retry budget.
+    pub(crate) failures: u32,
+    /// For device-code polling: the current interval and when the code expires.
+    pub(crate) poll: Option<DevicePoll>,
+}
+
+/// The request an attempt makes.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// A token request.
+    Token(TokenGrant),
+    /// The device authorization request that precedes device-code polling (RFC 8628 §3.1).
+    DeviceAuthorization,
+}
+
+/// Device-code polling (RFC 8628 §3.4, §3.5).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DevicePoll {
+    pub(crate) interval: Duration,
+    pub(crate) expires_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +55,29 @@ pub(crate) enum AttemptState {
 }
 
 impl Attempt {
+    pub(crate) fn new(call: Call, purpose: Purpose, now: Instant) -> Attempt {
+        Attempt {
+            call,
+            purpose,
+            state: AttemptState::BackingOff { until: now },
+            sends: 0,
+            failures: 0,
+            poll: None,
+        }
+    }
+
+    /// The grant this attempt ends in.
+    pub(crate) fn kind(&self) -> GrantKind {
+        match &self.call {
+            Call::Token(grant) => grant.kind(),
+            Call::DeviceAuthorization => GrantKind::DeviceCode,
+        }
+    }
+
+    pub(crate) fn is_refresh(&self) -> bool {
+        matches!(self.call, Call::Token(TokenGrant::RefreshToken(_)))
+    }
+
     pub(crate) fn in_flight_id(&self) -> Option<RequestId> {
         match self.state {
             AttemptState::InFlight { id, .. } => Some(id),

@@ -2,24 +2,36 @@
 
 use std::time::Duration;
 
-use crate::config::RetryPolicy;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::Rng as _;
 
-/// SplitMix64: tiny, fast and good enough to spread retries; seeded by the host so that runs
-/// replay exactly.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+use crate::config::RetryPolicy;
+use crate::seed::Seed;
+
+/// The flow's only source of randomness: ChaCha20 keyed by the host's [`Seed`], so runs replay
+/// exactly and, given a seed from the OS, PKCE verifiers and `state` values are unguessable.
+#[derive(Clone)]
+pub(crate) struct Rng(ChaCha20Rng);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
+    pub(crate) fn new(seed: &Seed) -> Self {
+        Rng(seed.rng())
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
+    }
+
+    pub(crate) fn bytes32(&mut self) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        self.0.fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+impl std::fmt::Debug for Rng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rng([redacted])")
     }
 }
 
@@ -45,7 +57,7 @@ mod tests {
     #[test]
     fn doubles_within_jitter_and_caps() {
         let policy = RetryPolicy::default();
-        let mut rng = Rng::new(7);
+        let mut rng = Rng::new(&Seed::from_u64(7));
         for retry in 1..=40 {
             let nominal =
                 (policy.initial_backoff * 2u32.pow((retry - 1).min(20))).min(policy.max_backoff);
@@ -60,7 +72,7 @@ mod tests {
     #[test]
     fn same_seed_same_waits() {
         let policy = RetryPolicy::default();
-        let (mut a, mut b) = (Rng::new(42), Rng::new(42));
+        let (mut a, mut b) = (Rng::new(&Seed::from_u64(42)), Rng::new(&Seed::from_u64(42)));
         for retry in 1..5 {
             assert_eq!(
                 backoff(&policy, retry, &mut a),

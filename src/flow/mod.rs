@@ -3,6 +3,7 @@
 mod attempt;
 mod backoff;
 mod clock;
+mod revocation;
 mod tokens;
 
 use std::collections::VecDeque;
@@ -15,19 +16,27 @@ use crate::config::Config;
 use crate::error::{FailureCause, FlowError};
 use crate::grant::{Credentials, GrantKind, TokenGrant, build_token_request};
 use crate::input::{Input, TransportError};
+use crate::interactive::{
+    AuthorizationError, AuthorizationRequest, PendingAuthorization, Pkce, SLOW_DOWN_STEP,
+    authorization_url, device_authorization_request, parse_callback, parse_device_response,
+};
 use crate::output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
 use crate::retry_after::parse_retry_after;
+use crate::revocation::TokenTypeHint;
+use crate::secret::SecretString;
+use crate::seed::Seed;
 use crate::time::UnixTime;
 use crate::token::{
     ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response,
     salvage_refresh_token,
 };
 
-use attempt::{Attempt, AttemptState, Purpose};
+use attempt::{Attempt, AttemptState, Call, DevicePoll, Purpose};
 use backoff::{Rng, backoff};
 use clock::Clock;
+use revocation::{Emit, Revocations};
 use tokens::{HeldRefresh, TokenSet};
 
 /// Keeps an OAuth 2.0 client holding a valid access token, without doing any IO.
@@ -55,6 +64,9 @@ pub struct TokenFlow {
     login_required: Option<LoginRequiredReason>,
     queue: VecDeque<Queued>,
     next_request: u64,
+    /// The authorization-code login waiting for its callback, if any.
+    authorization: Option<PendingAuthorization>,
+    revocations: Revocations,
 }
 
 /// How held tokens can be renewed.
@@ -76,13 +88,14 @@ enum Queued {
 }
 
 impl TokenFlow {
-    /// A flow with no tokens yet. `seed` drives retry jitter (pass real entropy in production,
-    /// a constant in tests); `now` and `wall` are one reading of the monotonic and wall clocks.
-    pub fn new(config: Config, seed: u64, now: Instant, wall: UnixTime) -> TokenFlow {
+    /// A flow with no tokens yet. `seed` keys the flow's random generator (retry jitter, PKCE,
+    /// `state`): 32 bytes from the OS in production, [`Seed::from_u64`] in tests. `now` and
+    /// `wall` are one reading of the monotonic and wall clocks.
+    pub fn new(config: Config, seed: impl Into<Seed>, now: Instant, wall: UnixTime) -> TokenFlow {
         TokenFlow {
             config,
             clock: Clock::new(now, wall),
-            rng: Rng::new(seed),
+            rng: Rng::new(&seed.into()),
             tokens: None,
             generation: 0,
             unreleased: false,
@@ -91,6 +104,8 @@ impl TokenFlow {
             login_required: None,
             queue: VecDeque::new(),
             next_request: 1,
+            authorization: None,
+            revocations: Revocations::default(),
         }
     }
 
@@ -99,7 +114,7 @@ impl TokenFlow {
     pub fn restore(
         config: Config,
         stored: StoredTokens,
-        seed: u64,
+        seed: impl Into<Seed>,
         now: Instant,
         wall: UnixTime,
     ) -> Result<TokenFlow, RestoreError> {
@@ -131,7 +146,92 @@ impl TokenFlow {
             }
             Credentials::ClientCredentials => TokenGrant::ClientCredentials,
         };
-        self.begin(now, grant, Purpose::Login);
+        self.begin(now, Call::Token(grant), Purpose::Login);
+    }
+
+    /// Starts an authorization-code login with PKCE (RFC 6749 §4.1, RFC 7636 S256): returns the
+    /// URL to open in the user's browser. `state`, the code verifier and (when `openid` is in
+    /// the scope) a `nonce` come from the flow's seeded generator. A later call replaces the
+    /// pending one. Needs an authorization endpoint and a redirect URI in the configuration.
+    pub fn start_authorization(
+        &mut self,
+        now: Instant,
+    ) -> Result<AuthorizationRequest, AuthorizationError> {
+        self.tick(now);
+        let redirect_uri = self
+            .config
+            .redirect_uri
+            .clone()
+            .ok_or(AuthorizationError::NotConfigured("redirect_uri"))?;
+        let pkce = Pkce::from_random(self.rng.bytes32());
+        let state = random_token(&mut self.rng);
+        let wants_openid = self
+            .config
+            .scope
+            .as_deref()
+            .is_some_and(|scope| scope.split(' ').any(|s| s == "openid"));
+        let nonce = wants_openid.then(|| random_token(&mut self.rng));
+        let url = authorization_url(
+            &self.config,
+            &redirect_uri,
+            &state,
+            &pkce.challenge,
+            nonce.as_deref(),
+        )?;
+        self.authorization = Some(PendingAuthorization {
+            state: state.clone(),
+            verifier: pkce.verifier,
+            redirect_uri,
+        });
+        Ok(AuthorizationRequest { url, state })
+    }
+
+    /// Completes the authorization-code login with the redirect the browser came back with (the
+    /// whole URL or its query). Checks `state` and, when the issuer is known, `iss` (RFC 9207),
+    /// then exchanges the code; the outcome arrives as events like any login.
+    pub fn complete_authorization(
+        &mut self,
+        now: Instant,
+        callback: &str,
+    ) -> Result<(), AuthorizationError> {
+        let now = self.tick(now);
+        let pending = self
+            .authorization
+            .as_ref()
+            .ok_or(AuthorizationError::NoPendingAuthorization)?;
+        let callback = parse_callback(callback, &pending.state, self.config.issuer.as_deref());
+        // One callback per authorization: a replayed or forged one finds nothing to complete.
+        let pending = self.authorization.take();
+        let (callback, pending) = match (callback, pending) {
+            (Ok(callback), Some(pending)) => (callback, pending),
+            (Err(error), _) => return Err(error),
+            (Ok(_), None) => return Err(AuthorizationError::NoPendingAuthorization),
+        };
+        self.abandon_attempt();
+        self.login_required = None;
+        let grant = TokenGrant::AuthorizationCode {
+            code: callback.code,
+            redirect_uri: pending.redirect_uri,
+            code_verifier: pending.verifier,
+        };
+        self.begin(now, Call::Token(grant), Purpose::Login);
+        Ok(())
+    }
+
+    /// Starts a device login (RFC 8628): asks the device authorization endpoint for a user
+    /// code, emits [`Event::DeviceAuthorization`] for the application to show, then polls the
+    /// token endpoint at the interval the server asks, adding 5 s after each `slow_down`.
+    pub fn start_device_authorization(&mut self, now: Instant) -> Result<(), AuthorizationError> {
+        let now = self.tick(now);
+        if self.config.device_authorization_endpoint.is_none() {
+            return Err(AuthorizationError::NotConfigured(
+                "device_authorization_endpoint",
+            ));
+        }
+        self.abandon_attempt();
+        self.login_required = None;
+        self.begin(now, Call::DeviceAuthorization, Purpose::Login);
+        Ok(())
     }
 
     /// A token to use now, or why there is none. Starts a renewal when the token has ended and
@@ -151,7 +251,7 @@ impl TokenFlow {
         }
         match self.renewal_grant() {
             Ok(grant) => {
-                self.begin(now, grant, Purpose::Renewal);
+                self.begin(now, Call::Token(grant), Purpose::Renewal);
                 Access::Pending
             }
             Err(reason) => {
@@ -161,15 +261,30 @@ impl TokenFlow {
         }
     }
 
-    /// Forgets the tokens ([`Event::TokensCleared`]) and abandons any request under way.
+    /// Forgets the tokens ([`Event::TokensCleared`]) and abandons any request under way. With a
+    /// revocation endpoint configured, the refresh token and then the access token are revoked
+    /// (RFC 7009), each confirmed by [`Event::Revoked`] or reported by
+    /// [`Event::RevocationFailed`].
     pub fn logout(&mut self, now: Instant) {
-        self.tick(now);
+        let now = self.tick(now);
         self.abandon_attempt();
+        self.authorization = None;
         self.login_required = None;
         self.unreleased = false;
         self.releasing = None;
-        if self.tokens.take().is_some() {
+        if let Some(tokens) = self.tokens.take() {
             self.queue.push_back(Queued::Event(Event::TokensCleared));
+            if self.config.revocation_endpoint.is_some() {
+                if let Some(refresh) = tokens.refresh {
+                    let token = SecretString::new(refresh.token.expose_secret());
+                    self.revocations.push(token, TokenTypeHint::RefreshToken);
+                }
+                if let Some(access) = tokens.access.filter(|a| now < a.expires_at) {
+                    let token = SecretString::new(access.token.expose_secret());
+                    self.revocations.push(token, TokenTypeHint::AccessToken);
+                }
+                self.tick_revocations(now);
+            }
         }
     }
 
@@ -178,6 +293,26 @@ impl TokenFlow {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         let now = self.tick(now);
         match input {
+            Input::Response { id, response } if self.revocations.is_current(id) => {
+                let wall = self.clock.wall_at(now);
+                let queue = &mut self.queue;
+                self.revocations.on_response(
+                    now,
+                    wall,
+                    &self.config,
+                    &mut self.rng,
+                    &response,
+                    &mut |emit| queue.push_back(emit.into()),
+                );
+                self.tick_revocations(now);
+            }
+            Input::Failed { id, error } if self.revocations.is_current(id) => {
+                let queue = &mut self.queue;
+                self.revocations
+                    .on_failure(now, &self.config, &mut self.rng, error, &mut |emit| {
+                        queue.push_back(emit.into())
+                    });
+            }
             Input::Response { id, response } => self.on_response(now, id, response),
             Input::Failed { id, error } => {
                 if self.is_current(id) {
@@ -254,10 +389,22 @@ impl TokenFlow {
         }
         if self.attempt.is_none() && self.proactive_renewal_due(now) {
             if let Ok(grant) = self.renewal_grant() {
-                self.begin(now, grant, Purpose::Renewal);
+                self.begin(now, Call::Token(grant), Purpose::Renewal);
             }
         }
+        self.tick_revocations(now);
         now
+    }
+
+    fn tick_revocations(&mut self, now: Instant) {
+        let queue = &mut self.queue;
+        self.revocations.tick(
+            now,
+            &self.config,
+            &mut self.next_request,
+            &mut self.rng,
+            &mut |emit| queue.push_back(emit.into()),
+        );
     }
 
     fn bearer(&self, now: Instant) -> Option<Bearer> {
@@ -290,9 +437,13 @@ impl TokenFlow {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        match &self.attempt {
+        let own = match &self.attempt {
             Some(attempt) => Some(attempt.wake_at()),
             None => self.renew_at(),
+        };
+        match (own, self.revocations.wake_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -339,13 +490,8 @@ impl TokenFlow {
         }
     }
 
-    fn begin(&mut self, now: Instant, grant: TokenGrant, purpose: Purpose) {
-        self.attempt = Some(Attempt {
-            grant,
-            purpose,
-            state: AttemptState::BackingOff { until: now },
-            sends: 0,
-        });
+    fn begin(&mut self, now: Instant, call: Call, purpose: Purpose) {
+        self.attempt = Some(Attempt::new(call, purpose, now));
         self.send(now);
     }
 
@@ -357,10 +503,19 @@ impl TokenFlow {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         let deadline = now.checked_add(self.config.request_timeout).unwrap_or(now);
+        let request = match &attempt.call {
+            Call::Token(grant) => build_token_request(&self.config, grant),
+            Call::DeviceAuthorization => match device_authorization_request(&self.config) {
+                Some(request) => request,
+                None => {
+                    self.attempt = None;
+                    return;
+                }
+            },
+        };
         attempt.state = AttemptState::InFlight { id, deadline };
         attempt.sends += 1;
-        let request = build_token_request(&self.config, &attempt.grant);
-        let is_refresh = matches!(attempt.grant, TokenGrant::RefreshToken(_));
+        let is_refresh = attempt.is_refresh();
         if let (true, Some(refresh)) = (is_refresh, self.refresh_mut()) {
             refresh.unanswered = refresh.unanswered.saturating_add(1);
         }
@@ -384,9 +539,7 @@ impl TokenFlow {
                     .retain(|q| !matches!(q, Queued::Send(request) if request.id == id));
                 // Never handed to the host, so never sent: it cannot have spent the token.
                 if self.queue.len() < before {
-                    if let (TokenGrant::RefreshToken(_), Some(refresh)) =
-                        (&attempt.grant, self.refresh_mut())
-                    {
+                    if let (true, Some(refresh)) = (attempt.is_refresh(), self.refresh_mut()) {
                         refresh.unanswered = refresh.unanswered.saturating_sub(1);
                     }
                 }
@@ -402,9 +555,14 @@ impl TokenFlow {
         if !self.is_current(id) {
             return;
         }
-        let Some(grant) = self.attempt.as_ref().map(|a| a.grant.kind()) else {
+        let Some(attempt) = self.attempt.as_ref() else {
             return;
         };
+        if matches!(attempt.call, Call::DeviceAuthorization) {
+            self.on_device_authorization(now, response);
+            return;
+        }
+        let grant = attempt.kind();
         if grant == GrantKind::RefreshToken {
             if let Some(refresh) = self.refresh_mut() {
                 refresh.unanswered = 0;
@@ -473,6 +631,48 @@ impl TokenFlow {
         });
     }
 
+    /// The device authorization answer: show the user code, then start polling.
+    fn on_device_authorization(&mut self, now: Instant, response: http::Response<Vec<u8>>) {
+        let (parts, body) = response.into_parts();
+        match parse_device_response(
+            parts.status,
+            &parts.headers,
+            &body,
+            self.config.max_body_bytes,
+        ) {
+            Ok(grant) => {
+                let poll = DevicePoll {
+                    interval: grant.public.interval,
+                    expires_at: now.checked_add(grant.public.expires_in).unwrap_or(now),
+                };
+                self.queue
+                    .push_back(Queued::Event(Event::DeviceAuthorization(grant.public)));
+                let mut attempt = Attempt::new(
+                    Call::Token(TokenGrant::DeviceCode(grant.device_code)),
+                    Purpose::Login,
+                    now,
+                );
+                attempt.poll = Some(poll);
+                self.attempt = Some(attempt);
+                self.poll_again(now, poll);
+            }
+            Err(error) => self.on_error_response(now, GrantKind::DeviceCode, error, &parts.headers),
+        }
+    }
+
+    /// Schedules the next device-code poll, or ends the login when the code will have expired.
+    fn poll_again(&mut self, now: Instant, poll: DevicePoll) {
+        let next = now.checked_add(poll.interval).unwrap_or(poll.expires_at);
+        if next >= poll.expires_at {
+            self.fail(now, FailureCause::DeviceCodeExpired);
+            return;
+        }
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.poll = Some(poll);
+            attempt.state = AttemptState::BackingOff { until: next };
+        }
+    }
+
     fn on_error_response(
         &mut self,
         now: Instant,
@@ -481,6 +681,23 @@ impl TokenFlow {
         headers: &http::HeaderMap,
     ) {
         self.redact_known_secrets(&mut error);
+        if let Some(poll) = self.attempt.as_ref().and_then(|a| a.poll) {
+            match error.code() {
+                Some(ErrorCode::AuthorizationPending) => {
+                    self.poll_again(now, poll);
+                    return;
+                }
+                Some(ErrorCode::SlowDown) => {
+                    let slower = DevicePoll {
+                        interval: poll.interval.saturating_add(SLOW_DOWN_STEP),
+                        ..poll
+                    };
+                    self.poll_again(now, slower);
+                    return;
+                }
+                _ => {}
+            }
+        }
         if is_transient(&error) {
             let retry_after = headers
                 .get(http::header::RETRY_AFTER)
@@ -509,9 +726,22 @@ impl TokenFlow {
         if let Some(secret) = &self.config.client_secret {
             error.redact(secret.expose_secret());
         }
-        match self.attempt.as_ref().map(|a| &a.grant) {
-            Some(TokenGrant::Password { password, .. }) => error.redact(password.expose_secret()),
-            Some(TokenGrant::RefreshToken(token)) => error.redact(token.expose_secret()),
+        match self.attempt.as_ref().map(|a| &a.call) {
+            Some(Call::Token(TokenGrant::Password { password, .. })) => {
+                error.redact(password.expose_secret())
+            }
+            Some(Call::Token(TokenGrant::RefreshToken(token))) => {
+                error.redact(token.expose_secret())
+            }
+            Some(Call::Token(TokenGrant::AuthorizationCode {
+                code,
+                code_verifier,
+                ..
+            })) => {
+                error.redact(code.expose_secret());
+                error.redact(code_verifier.expose_secret());
+            }
+            Some(Call::Token(TokenGrant::DeviceCode(code))) => error.redact(code.expose_secret()),
             _ => {}
         }
         if let Some(tokens) = &self.tokens {
@@ -528,8 +758,7 @@ impl TokenFlow {
         let Some(attempt) = self.attempt.as_ref() else {
             return;
         };
-        let is_refresh = matches!(attempt.grant, TokenGrant::RefreshToken(_));
-        if is_refresh {
+        if attempt.is_refresh() {
             if let Some(refresh) = self.refresh_mut() {
                 if !error.is_ambiguous() {
                     // It never reached the server: this use does not count.
@@ -555,7 +784,8 @@ impl TokenFlow {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
-        if attempt.sends > policy.max_retries {
+        attempt.failures += 1;
+        if attempt.failures > policy.max_retries {
             self.fail(now, cause);
             return;
         }
@@ -566,7 +796,7 @@ impl TokenFlow {
             }
         }
         let wait =
-            backoff(&policy, attempt.sends, &mut self.rng).max(retry_after.unwrap_or_default());
+            backoff(&policy, attempt.failures, &mut self.rng).max(retry_after.unwrap_or_default());
         let until = now.checked_add(wait).unwrap_or(now);
         attempt.state = AttemptState::BackingOff { until };
     }
@@ -578,7 +808,7 @@ impl TokenFlow {
             return;
         };
         self.queue.push_back(Queued::Event(Event::Failed(FlowError {
-            grant: attempt.grant.kind(),
+            grant: attempt.kind(),
             attempts: attempt.sends,
             cause,
         })));
@@ -617,8 +847,24 @@ impl TokenFlow {
             return;
         }
         match self.renewal_grant() {
-            Ok(grant) => self.begin(now, grant, Purpose::Renewal),
+            Ok(grant) => self.begin(now, Call::Token(grant), Purpose::Renewal),
             Err(reason) => self.require_login(reason),
+        }
+    }
+}
+
+/// A random URL-safe string of 128 bits, for `state` and `nonce`.
+fn random_token(rng: &mut Rng) -> String {
+    use base64::Engine as _;
+    let bytes = rng.bytes32();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.get(..16).unwrap_or(&bytes))
+}
+
+impl From<Emit> for Queued {
+    fn from(emit: Emit) -> Queued {
+        match emit {
+            Emit::Send(request) => Queued::Send(request),
+            Emit::Event(event) => Queued::Event(event),
         }
     }
 }

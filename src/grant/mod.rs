@@ -4,4 +4,5 @@ mod kind;
 mod request;
 
 pub use kind::{Credentials, GrantKind};
+pub(crate) use request::form_post;
 pub use request::{TokenGrant, build_token_request};

@@ -1,11 +1,11 @@
 //! Building the token request for each grant (RFC 6749 §3.2, §4.3.2, §4.4.2, §6).
 
-use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 
 use crate::client_auth;
 use crate::config::Config;
 use crate::grant::GrantKind;
-use crate::secret::{Password, RefreshToken};
+use crate::secret::{Password, RefreshToken, SecretString};
 
 /// The grant-specific part of one token request.
 ///
@@ -24,6 +24,17 @@ pub enum TokenGrant {
     ClientCredentials,
     /// `grant_type=refresh_token`; no scope is sent, so the original scope is kept (§6).
     RefreshToken(RefreshToken),
+    /// `grant_type=authorization_code` with the PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5).
+    AuthorizationCode {
+        /// The code from the callback.
+        code: SecretString,
+        /// The redirect URI used in the authorization request.
+        redirect_uri: String,
+        /// The PKCE code verifier.
+        code_verifier: SecretString,
+    },
+    /// `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+    DeviceCode(SecretString),
 }
 
 impl TokenGrant {
@@ -33,6 +44,8 @@ impl TokenGrant {
             TokenGrant::Password { .. } => GrantKind::Password,
             TokenGrant::ClientCredentials => GrantKind::ClientCredentials,
             TokenGrant::RefreshToken(_) => GrantKind::RefreshToken,
+            TokenGrant::AuthorizationCode { .. } => GrantKind::AuthorizationCode,
+            TokenGrant::DeviceCode(_) => GrantKind::DeviceCode,
         }
     }
 }
@@ -60,17 +73,33 @@ pub fn build_token_request(config: &Config, grant: &TokenGrant) -> Request<Vec<u
         TokenGrant::RefreshToken(token) => {
             form.append_pair("refresh_token", token.expose_secret());
         }
+        TokenGrant::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            form.append_pair("code", code.expose_secret());
+            form.append_pair("redirect_uri", redirect_uri);
+            form.append_pair("code_verifier", code_verifier.expose_secret());
+        }
+        TokenGrant::DeviceCode(device_code) => {
+            form.append_pair("device_code", device_code.expose_secret());
+        }
     }
     client_auth::authenticate(config, &mut headers, &mut form);
+    form_post(config.token_endpoint.clone(), headers, form.finish())
+}
+
+/// A form `POST` asking for JSON: the shape of every request to an OAuth endpoint.
+pub(crate) fn form_post(uri: Uri, mut headers: HeaderMap, body: String) -> Request<Vec<u8>> {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-www-form-urlencoded"),
     );
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-
-    let mut request = Request::new(form.finish().into_bytes());
+    let mut request = Request::new(body.into_bytes());
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = config.token_endpoint.clone();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     request
 }

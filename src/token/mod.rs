@@ -1,7 +1,7 @@
 //! Token endpoint answers: successful responses, errors, and the tokens kept between runs.
 
 mod error;
-mod fields;
+pub(crate) mod fields;
 mod response;
 mod stored;
 

@@ -61,7 +61,7 @@ impl Sim {
         let clock = VirtualClock::new();
         let flow = TokenFlow::new(
             config,
-            7,
+            7u64,
             clock.now(),
             UnixTime::from_millis(clock.wall_millis()),
         );
