@@ -3,6 +3,11 @@
 //! Adapters hold no protocol logic: they send what the flow asks, feed back what happened,
 //! persist what it hands out, and sleep until it next needs them.
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
+mod driver;
+mod log;
 pub mod store;
 
+pub use driver::Error;
 pub use store::{FileStore, MemoryStore, StoreError, TokenStore};
