@@ -419,7 +419,10 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
         drop(state);
         let mut guard = Performing {
             inner: self,
-            was_save: matches!(work, Work::Save(_)),
+            save: match &work {
+                Work::Save(number, _) => Some(*number),
+                _ => None,
+            },
             armed: true,
         };
         let done = match work {
@@ -428,7 +431,7 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
                 self.transport
                     .send(request.request, request.deadline, self.token_max_body),
             ),
-            Work::Save(tokens) => Performed::Saved(self.store.save(&tokens)),
+            Work::Save(number, tokens) => Performed::Saved(number, self.store.save(&tokens)),
             Work::Clear => Performed::Cleared(self.store.clear()),
         };
         guard.armed = false;
@@ -436,7 +439,7 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
         let now = Instant::now();
         match done {
             Performed::Sent(id, result) => state.engine.sent(now, id, result),
-            Performed::Saved(result) => state.engine.saved(now, result),
+            Performed::Saved(number, result) => state.engine.saved(now, number, result),
             Performed::Cleared(result) => state.engine.cleared(result),
         }
         state.performing = false;
@@ -448,7 +451,7 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
 /// The outcome of a work item, to report once the lock is taken again.
 enum Performed {
     Sent(RequestId, Result<Response<Vec<u8>>, TransportError>),
-    Saved(Result<(), StoreError>),
+    Saved(u64, Result<(), StoreError>),
     Cleared(Result<(), StoreError>),
 }
 
@@ -456,7 +459,7 @@ enum Performed {
 /// so that the other callers are not left waiting for it.
 struct Performing<'a, T: Transport, S: TokenStore> {
     inner: &'a Inner<T, S>,
-    was_save: bool,
+    save: Option<u64>,
     armed: bool,
 }
 
@@ -464,7 +467,7 @@ impl<T: Transport, S: TokenStore> Drop for Performing<'_, T, S> {
     fn drop(&mut self) {
         if self.armed {
             let mut state = self.inner.lock();
-            state.engine.abandoned(Instant::now(), self.was_save);
+            state.engine.abandoned(Instant::now(), self.save);
             state.performing = false;
             self.inner.changed.notify_all();
         }
@@ -620,5 +623,248 @@ impl<T: Transport, S: TokenStore> SharedBlockingClient<T, S> {
     /// See [`BlockingClient::logout`].
     pub fn logout(&self) -> Result<(), Error> {
         self.inner.logout()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+
+    use super::*;
+    use crate::adapters::store::MemoryStore;
+    use crate::token::StoredTokens;
+
+    fn config() -> Config {
+        Config::builder("http://127.0.0.1:9/token", "client")
+            .client_secret("secret")
+            .request_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap()
+    }
+
+    fn token_response(n: usize) -> Response<Vec<u8>> {
+        let body = format!(
+            r#"{{"access_token":"AT-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-{n}"}}"#
+        );
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(body.into_bytes())
+            .unwrap()
+    }
+
+    /// A token endpoint numbering its tokens, and an API accepting `AT-n` for `n >= accept`.
+    #[derive(Default)]
+    struct World {
+        token_requests: AtomicUsize,
+        api_calls: AtomicUsize,
+        accept_from: AtomicUsize,
+    }
+
+    impl World {
+        fn handle(&self, request: Request<Vec<u8>>, delay: Duration) -> Response<Vec<u8>> {
+            if request.uri().path() == "/token" {
+                thread::sleep(delay);
+                let n = self.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+                return token_response(n);
+            }
+            self.api_calls.fetch_add(1, Ordering::SeqCst);
+            let presented = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer AT-"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            let status = if presented >= self.accept_from.load(Ordering::SeqCst) {
+                200
+            } else {
+                401
+            };
+            Response::builder()
+                .status(status)
+                .header("www-authenticate", r#"Bearer error="invalid_token""#)
+                .body(Vec::new())
+                .unwrap()
+        }
+    }
+
+    fn api_request() -> Request<Vec<u8>> {
+        Request::get("http://127.0.0.1:9/api")
+            .body(Vec::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_herd_of_callers_makes_one_token_request() {
+        let world = Arc::new(World::default());
+        let seen = Arc::clone(&world);
+        let transport = move |request| Ok(seen.handle(request, Duration::from_millis(200)));
+        let client = BlockingClient::new(config(), transport, MemoryStore::new())
+            .unwrap()
+            .with_credentials(|| Some(Credentials::ClientCredentials))
+            .into_shared();
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                thread::spawn(move || client.bearer().map(|b| b.generation()))
+            })
+            .collect();
+        let generations: Vec<_> = callers
+            .into_iter()
+            .map(|c| c.join().unwrap().unwrap())
+            .collect();
+        assert!(generations.iter().all(|g| *g == generations[0]));
+        assert_eq!(world.token_requests.load(Ordering::SeqCst), 1);
+    }
+
+    /// Fails the first `failures` saves.
+    struct FlakyStore {
+        failures: AtomicUsize,
+        inner: MemoryStore,
+    }
+
+    impl TokenStore for FlakyStore {
+        fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+            self.inner.load()
+        }
+        fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(StoreError::Io {
+                    path: "tokens.json".into(),
+                    source: std::io::Error::other("disk full"),
+                });
+            }
+            self.inner.save(tokens)
+        }
+        fn clear(&self) -> Result<(), StoreError> {
+            self.inner.clear()
+        }
+    }
+
+    #[test]
+    fn tokens_are_not_used_until_saved() {
+        let world = Arc::new(World::default());
+        let seen = Arc::clone(&world);
+        let transport = move |request| Ok(seen.handle(request, Duration::ZERO));
+        let store = FlakyStore {
+            failures: AtomicUsize::new(1),
+            inner: MemoryStore::new(),
+        };
+        let client = BlockingClient::new(config(), transport, store).unwrap();
+        let error = client.login(Credentials::ClientCredentials).unwrap_err();
+        assert!(matches!(error, Error::Store(_)), "{error:?}");
+        assert!(client.inner.store.load().unwrap().is_none());
+        // The next call saves them again, and only then uses them.
+        let bearer = client.bearer().unwrap();
+        assert_eq!(bearer.generation().get(), 1);
+        assert!(client.inner.store.load().unwrap().is_some());
+        assert_eq!(world.token_requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_401_is_retried_once_and_only_with_a_newer_token() {
+        let world = Arc::new(World::default());
+        world.accept_from.store(2, Ordering::SeqCst);
+        let seen = Arc::clone(&world);
+        let transport = move |request| Ok(seen.handle(request, Duration::ZERO));
+        let client = BlockingClient::new(config(), transport, MemoryStore::new())
+            .unwrap()
+            .with_credentials(|| Some(Credentials::ClientCredentials));
+        assert_eq!(client.send(api_request()).unwrap().status(), 200);
+        assert_eq!(world.token_requests.load(Ordering::SeqCst), 2);
+        assert_eq!(world.api_calls.load(Ordering::SeqCst), 2);
+
+        // An API refusing every token: one renewal, one retry, then the 401 is the answer.
+        world.accept_from.store(usize::MAX, Ordering::SeqCst);
+        assert_eq!(client.send(api_request()).unwrap().status(), 401);
+        assert_eq!(world.token_requests.load(Ordering::SeqCst), 3);
+        assert_eq!(world.api_calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_panicking_transport_does_not_stall_the_others() {
+        let world = Arc::new(World::default());
+        let seen = Arc::clone(&world);
+        let panics = Arc::new(AtomicUsize::new(1));
+        let left = Arc::clone(&panics);
+        let transport = move |request: Request<Vec<u8>>| {
+            if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                panic!("transport bug");
+            }
+            Ok(seen.handle(request, Duration::ZERO))
+        };
+        let client = BlockingClient::new(config(), transport, MemoryStore::new())
+            .unwrap()
+            .with_credentials(|| Some(Credentials::ClientCredentials))
+            .into_shared();
+        let first = client.clone();
+        assert!(thread::spawn(move || first.bearer()).join().is_err());
+        // The lost request ends at its deadline and is retried.
+        let started = Instant::now();
+        assert!(client.bearer().is_ok());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A one-connection server on loopback: reads the request, then answers `reply` (or
+    /// nothing) and holds the connection for `hold`.
+    fn serve_once(reply: Option<&'static [u8]>, hold: Duration) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            if let Some(reply) = reply {
+                let _ = stream.write_all(reply);
+            }
+            thread::sleep(hold);
+        });
+        port
+    }
+
+    fn ureq_get(
+        port: u16,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let request = Request::post(format!("http://127.0.0.1:{port}/token"))
+            .body(b"grant_type=client_credentials".to_vec())
+            .unwrap();
+        UreqTransport::new().send(request, Instant::now() + timeout, max_body)
+    }
+
+    #[test]
+    fn ureq_errors_say_whether_the_request_went_out() {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = ureq_get(closed, Duration::from_secs(5), 100).unwrap_err();
+        assert_eq!(refused.kind(), TransportErrorKind::NotSent, "{refused}");
+
+        let port = serve_once(None, Duration::ZERO);
+        let dropped = ureq_get(port, Duration::from_secs(5), 100).unwrap_err();
+        assert!(dropped.is_ambiguous(), "{dropped}");
+
+        let port = serve_once(None, Duration::from_secs(3));
+        let silent = ureq_get(port, Duration::from_millis(300), 100).unwrap_err();
+        assert_eq!(silent.kind(), TransportErrorKind::TimedOut, "{silent}");
+    }
+
+    #[test]
+    fn ureq_returns_error_statuses_and_reads_one_byte_past_the_limit() {
+        let reply: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+            content-length: 38\r\nconnection: close\r\n\r\n{\"error\":\"invalid_grant\",\"x\":\"123456\"}";
+        let port = serve_once(Some(reply), Duration::ZERO);
+        let response = ureq_get(port, Duration::from_secs(5), 10).unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.body().len(), 11);
     }
 }

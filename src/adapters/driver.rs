@@ -86,8 +86,8 @@ impl std::error::Error for Error {
 pub(crate) enum Work {
     /// Send a token request; report with [`Engine::sent`].
     Send(HttpRequest),
-    /// Save the tokens; report with [`Engine::saved`].
-    Save(StoredTokens),
+    /// Save the tokens; report with [`Engine::saved`], with the same number.
+    Save(u64, StoredTokens),
     /// Delete the stored tokens; report with [`Engine::cleared`].
     Clear,
 }
@@ -135,11 +135,13 @@ pub(crate) struct Engine {
     flow: TokenFlow,
     credentials: Option<CredentialsSource>,
     work: VecDeque<Work>,
-    /// Tokens handed out for saving and not yet saved. While set, the flow is not polled: the
-    /// next poll would release their access token.
-    unsaved: Option<StoredTokens>,
-    /// A `Save` is queued or being performed.
-    save_outstanding: bool,
+    /// Tokens handed out for saving and not yet saved, numbered. While set, the flow is not
+    /// polled: the next poll would release their access token.
+    unsaved: Option<(u64, StoredTokens)>,
+    /// The number of the `Save` queued or being performed, if any.
+    save_outstanding: Option<u64>,
+    /// Numbers saves, so that a save finishing after a logout cannot release later tokens.
+    next_save: u64,
     idle_until: Option<Instant>,
     /// Counts `AccessReady` events.
     readies: u64,
@@ -177,7 +179,8 @@ impl Engine {
             credentials: None,
             work: VecDeque::new(),
             unsaved: None,
-            save_outstanding: false,
+            save_outstanding: None,
+            next_save: 0,
             idle_until: None,
             readies: 0,
             failures: 0,
@@ -193,9 +196,9 @@ impl Engine {
 
     /// Starts a wait. A save that failed earlier is queued again, so each new call retries it.
     pub(crate) fn ticket(&mut self, want: Want) -> Ticket {
-        if let (Some(tokens), false) = (&self.unsaved, self.save_outstanding) {
-            self.work.push_back(Work::Save(tokens.clone()));
-            self.save_outstanding = true;
+        if let (Some((number, tokens)), None) = (&self.unsaved, self.save_outstanding) {
+            self.work.push_back(Work::Save(*number, tokens.clone()));
+            self.save_outstanding = Some(*number);
         }
         Ticket {
             want,
@@ -216,9 +219,9 @@ impl Engine {
     /// Logs out: any save not yet started is dropped, and the flow forgets the tokens.
     pub(crate) fn logout(&mut self, now: Instant) {
         let before = self.work.len();
-        self.work.retain(|w| !matches!(w, Work::Save(_)));
+        self.work.retain(|w| !matches!(w, Work::Save(..)));
         if self.work.len() < before {
-            self.save_outstanding = false;
+            self.save_outstanding = None;
         }
         self.unsaved = None;
         self.flow.logout(now);
@@ -263,14 +266,19 @@ impl Engine {
     /// Reports the outcome of a [`Work::Save`]. On success the flow goes on (and releases the
     /// new access token); on failure the tokens stay held back and the callers waiting get
     /// the error.
-    pub(crate) fn saved(&mut self, now: Instant, result: Result<(), StoreError>) {
-        self.save_outstanding = false;
-        match result {
-            // A logout may have happened meanwhile; then there is nothing to release.
-            Ok(()) => self.unsaved = None,
-            Err(error) => {
-                log::store_failure("save", &error);
-                self.record_failure(Error::Store(Arc::new(error)));
+    pub(crate) fn saved(&mut self, now: Instant, number: u64, result: Result<(), StoreError>) {
+        if self.save_outstanding == Some(number) {
+            self.save_outstanding = None;
+        }
+        // After a logout (and perhaps a new login) these tokens are no longer the ones held
+        // back: the outcome concerns nobody.
+        if self.unsaved.as_ref().is_some_and(|(n, _)| *n == number) {
+            match result {
+                Ok(()) => self.unsaved = None,
+                Err(error) => {
+                    log::store_failure("save", &error);
+                    self.record_failure(Error::Store(Arc::new(error)));
+                }
             }
         }
         self.drain(now);
@@ -284,18 +292,17 @@ impl Engine {
         }
     }
 
-    /// Reports that a work item was taken and never completed (its performer panicked).
-    pub(crate) fn abandoned(&mut self, now: Instant, was_save: bool) {
-        if was_save {
-            self.save_outstanding = false;
+    /// Reports that a work item was taken and never completed (its performer panicked). A lost
+    /// token request ends at its deadline, like one that got no answer; a lost save fails.
+    pub(crate) fn abandoned(&mut self, now: Instant, save: Option<u64>) {
+        if let Some(number) = save {
             let error = std::io::Error::other("the save was interrupted");
-            self.record_failure(Error::Store(Arc::new(StoreError::Io {
+            let error = StoreError::Io {
                 path: std::path::PathBuf::new(),
                 source: error,
-            })));
+            };
+            self.saved(now, number, Err(error));
         }
-        // A lost token request ends at its deadline, like one that got no answer.
-        self.drain(now);
     }
 
     /// The next step for `ticket`. `may_perform` says whether the caller may take work (no
@@ -424,9 +431,11 @@ impl Engine {
         log::event(&event);
         match event {
             Event::TokensUpdated(tokens) => {
-                self.work.push_back(Work::Save(tokens.clone()));
-                self.unsaved = Some(tokens);
-                self.save_outstanding = true;
+                let number = self.next_save;
+                self.next_save += 1;
+                self.work.push_back(Work::Save(number, tokens.clone()));
+                self.unsaved = Some((number, tokens));
+                self.save_outstanding = Some(number);
                 return true;
             }
             Event::TokensCleared => self.work.push_back(Work::Clear),
