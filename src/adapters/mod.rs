@@ -3,10 +3,16 @@
 //! Adapters hold no protocol logic: they send what the flow asks, feed back what happened,
 //! persist what it hands out, and sleep until it next needs them.
 
-#[cfg(feature = "tokio")]
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod driver;
+#[cfg(feature = "blocking")]
+mod engine;
+mod log;
 pub mod store;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+#[cfg(feature = "blocking")]
+pub use engine::Error;
 pub use store::{FileStore, MemoryStore, StoreError, TokenStore};

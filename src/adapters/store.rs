@@ -1,8 +1,11 @@
 //! Where an adapter keeps [`StoredTokens`] between runs.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::token::{RestoreError, StoredTokens};
 
@@ -94,7 +97,22 @@ impl TokenStore for MemoryStore {
     }
 }
 
-/// Keeps tokens in a JSON file (placeholder: implemented in the adapters change).
+/// Keeps tokens in a JSON file ([`StoredTokens::to_json`]), replaced atomically on every save.
+///
+/// * `save` writes a temporary file next to the target (same directory, so same file
+///   system), flushes it to disk, renames it over the target and, on Unix, flushes the
+///   directory too: after a crash the file holds either the old tokens or the new ones, never
+///   a mix. On Unix the file is created readable and writable by its owner only (`0600`).
+/// * `load` of a missing file is `Ok(None)`. A file that cannot be read is
+///   [`StoreError::Io`]; one that holds something else than stored tokens is
+///   [`StoreError::Corrupt`]. Neither is ever deleted or repaired by `load`.
+/// * `save` always writes, whatever the file held before. A host that wants to keep a corrupt
+///   file for inspection must look at `load`'s error before logging in again (which saves);
+///   the adapters' clients refuse to start on such an error, so that decision stays with the
+///   application.
+/// * `clear` deletes the file; a missing file is not an error.
+///
+/// The directory must exist. Several processes may share the file; the last save wins.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -107,21 +125,214 @@ impl FileStore {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn io_error(&self, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The directory holding the file (`.` for a bare file name).
+    fn directory(&self) -> &Path {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        }
+    }
+
+    /// A temporary path next to the target, unique within this process and across processes.
+    fn temporary_path(&self) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tokens".to_owned());
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.directory()
+            .join(format!(".{name}.{}.{unique}.tmp", std::process::id()))
+    }
+
+    fn write_temporary(&self, temporary: &Path, contents: &[u8]) -> io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
+
+    /// Makes a rename or a deletion in the directory durable (Unix; elsewhere a no-op).
+    fn sync_directory(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            File::open(self.directory())?.sync_all()?;
+        }
+        Ok(())
     }
 }
 
 impl TokenStore for FileStore {
     fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
-        Ok(None)
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(self.io_error(error)),
+        };
+        StoredTokens::from_json(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })
     }
 
-    fn save(&self, _tokens: &StoredTokens) -> Result<(), StoreError> {
-        Ok(())
+    fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        let temporary = self.temporary_path();
+        let written = self
+            .write_temporary(&temporary, &tokens.to_json())
+            .and_then(|()| fs::rename(&temporary, &self.path));
+        if let Err(error) = written {
+            // Best effort: a leftover temporary file holds tokens.
+            let _ = fs::remove_file(&temporary);
+            return Err(self.io_error(error));
+        }
+        self.sync_directory().map_err(|e| self.io_error(e))
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        Ok(())
+        match fs::remove_file(&self.path) {
+            Ok(()) => self.sync_directory().map_err(|e| self.io_error(e)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(self.io_error(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::GrantKind;
+    use crate::secret::{AccessToken, RefreshToken};
+    use crate::time::UnixTime;
+    use crate::token::{RestoreError, STORED_TOKENS_VERSION};
+
+    fn sample(refresh: &str) -> StoredTokens {
+        StoredTokens {
+            version: STORED_TOKENS_VERSION,
+            grant: GrantKind::Password,
+            access_token: Some(AccessToken::new("AT-1")),
+            expires_at: Some(UnixTime::from_secs(1_700_000_600)),
+            refresh_token: Some(RefreshToken::new(refresh)),
+            refresh_token_expires_at: None,
+            scope: Some("api offline_access".into()),
+            id_token: None,
+            issued_at: UnixTime::from_secs(1_700_000_000),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    fn only_the_target(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_missing_file_is_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        assert!(store.load().unwrap().is_none());
+        store.clear().unwrap();
+    }
+
+    #[test]
+    fn saves_replace_and_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        store.save(&sample("RT-1")).unwrap();
+        store.save(&sample("RT-2")).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample("RT-2")));
+        // No temporary file is left behind.
+        assert_eq!(only_the_target(dir.path()), ["tokens.json"]);
+        store.clear().unwrap();
+        assert!(store.load().unwrap().is_none());
+        assert!(only_the_target(dir.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        // Even over a file that others could read.
+        fs::write(&path, b"{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        FileStore::new(&path).save(&sample("RT-1")).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        fs::write(&path, b"{\"version\":1,\"refresh_token\":\"RT-SECRET\"").unwrap();
+        let store = FileStore::new(&path);
+        let error = store.load().unwrap_err();
+        assert!(matches!(
+            error,
+            StoreError::Corrupt {
+                source: RestoreError::Json { .. },
+                ..
+            }
+        ));
+        assert!(!error.to_string().contains("RT-SECRET"));
+        // Loading again does not change anything.
+        assert!(store.load().is_err());
+        assert!(fs::read(&path).unwrap().ends_with(b"RT-SECRET\""));
+        // Saving is the caller's decision, and it works.
+        store.save(&sample("RT-3")).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample("RT-3")));
+    }
+
+    #[test]
+    fn a_future_version_is_corrupt_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        fs::write(&path, br#"{"version":99}"#).unwrap();
+        let error = FileStore::new(&path).load().unwrap_err();
+        assert!(matches!(
+            error,
+            StoreError::Corrupt {
+                source: RestoreError::UnsupportedVersion(99),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_path_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be.
+        let store = FileStore::new(dir.path());
+        assert!(matches!(store.load(), Err(StoreError::Io { .. })));
+        let missing_dir = FileStore::new(dir.path().join("absent").join("tokens.json"));
+        assert!(matches!(
+            missing_dir.save(&sample("RT-1")),
+            Err(StoreError::Io { .. })
+        ));
     }
 }

@@ -926,6 +926,10 @@ impl Driver {
                     let _ = waiter.send(Err(Error::Flow(error.clone())));
                 }
             }
+            // Interactive logins and revocation outcomes are not driven by this adapter.
+            Event::DeviceAuthorization(_)
+            | Event::Revoked { .. }
+            | Event::RevocationFailed { .. } => {}
         }
     }
 

@@ -1,0 +1,460 @@
+//! The part of a run loop that does not depend on how IO is done: it drains the flow, turns
+//! its outputs into [`Work`] for whoever performs IO, remembers the outcomes callers wait for,
+//! answers `LoginRequired` from a credentials source, and reads the clocks.
+//!
+//! An adapter keeps one [`Engine`] behind its lock and asks it for a [`Step`] on behalf of each
+//! caller. The engine never performs IO itself, so the lock is never held across any: an
+//! adapter takes a [`Work`] item out, unlocks, performs it, locks again and feeds the result
+//! back. Work items are handed out in the order the flow produced them, one at a time, so
+//! store writes keep their order and a token is never released before it is saved.
+//!
+//! Nothing here blocks or sleeps, so an async adapter can use it as well as the blocking one.
+#![cfg_attr(not(feature = "blocking"), allow(dead_code))]
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::adapters::driver::{clock_reading, seed};
+use crate::adapters::log;
+use crate::adapters::store::StoreError;
+use crate::error::FlowError;
+use crate::grant::Credentials;
+use crate::input::{Input, TransportError};
+use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
+use crate::token::{RestoreError, StoredTokens};
+use crate::{Config, TokenFlow};
+
+/// The most outputs taken in one drain; the flow promises far fewer before `Idle`.
+const DRAIN_BOUND: usize = 64;
+
+/// Answers `LoginRequired`: returns credentials to log in with, or `None` to leave the
+/// callers with [`Error::LoginRequired`].
+pub(crate) type CredentialsSource = Box<dyn FnMut() -> Option<Credentials> + Send>;
+
+/// Why an adapter could not give a caller what it asked for. `Display` never shows a secret.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// No token can be had without a new login, and no credentials source supplied one.
+    LoginRequired {
+        /// Why the flow asked for a login; `None` when no login ever happened.
+        reason: Option<LoginRequiredReason>,
+    },
+    /// The token request failed for good, after its retries.
+    TokenRequest(FlowError),
+    /// The token store failed. When a save failed, the new tokens are held back until a
+    /// later call manages to save them.
+    Store(Arc<StoreError>),
+    /// The tokens in the store could not be restored.
+    Restore(RestoreError),
+    /// An API request could not be completed.
+    Transport(TransportError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::LoginRequired {
+                reason: Some(reason),
+            } => {
+                write!(f, "login required: {reason}")
+            }
+            Error::LoginRequired { reason: None } => f.write_str("login required: no tokens"),
+            Error::TokenRequest(error) => write!(f, "token request failed: {error}"),
+            Error::Store(error) => write!(f, "token store failed: {error}"),
+            Error::Restore(error) => write!(f, "cannot restore the stored tokens: {error}"),
+            Error::Transport(error) => write!(f, "API request failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::LoginRequired { .. } => None,
+            Error::TokenRequest(error) => Some(error),
+            Error::Store(error) => Some(error.as_ref()),
+            Error::Restore(error) => Some(error),
+            Error::Transport(error) => Some(error),
+        }
+    }
+}
+
+/// IO to perform, outside the lock, then report back to the [`Engine`].
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// Send a token request; report with [`Engine::sent`].
+    Send(HttpRequest),
+    /// Save the tokens; report with [`Engine::saved`], with the same number.
+    Save(u64, StoredTokens),
+    /// Delete the stored tokens; report with [`Engine::cleared`].
+    Clear,
+}
+
+/// What a caller should do next.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Here is the token (for [`Want::Bearer`]).
+    Ready(Bearer),
+    /// What the caller waited for happened (for [`Want::Login`] and [`Want::Settled`]).
+    Done,
+    /// Give up with this error.
+    Fail(Error),
+    /// Perform this, then report it and ask again.
+    Work(Work),
+    /// Nothing to do: wait until this instant, or until whoever performs IO reports.
+    Wait(Option<Instant>),
+}
+
+/// What a caller waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A usable access token.
+    Bearer,
+    /// The outcome of a login it started: a new access token or a failure.
+    Login,
+    /// All queued work done (after a logout).
+    Settled,
+}
+
+/// One caller's view of the engine: what it waits for and what had already happened when it
+/// started, so that it reports only the outcomes of its own wait.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    want: Want,
+    failures: u64,
+    readies: u64,
+    /// It has seen `Pending` (or started a login), so a failure from now on is its answer.
+    waited: bool,
+    auto_logins: u8,
+}
+
+/// The flow with the adapter-side bookkeeping; see the module documentation.
+pub(crate) struct Engine {
+    flow: TokenFlow,
+    credentials: Option<CredentialsSource>,
+    work: VecDeque<Work>,
+    /// Tokens handed out for saving and not yet saved, numbered. While set, the flow is not
+    /// polled: the next poll would release their access token.
+    unsaved: Option<(u64, StoredTokens)>,
+    /// The number of the `Save` queued or being performed, if any.
+    save_outstanding: Option<u64>,
+    /// Numbers saves, so that a save finishing after a logout cannot release later tokens.
+    next_save: u64,
+    idle_until: Option<Instant>,
+    /// Counts `AccessReady` events.
+    readies: u64,
+    /// Counts failures; `last_failure` is the latest.
+    failures: u64,
+    last_failure: Option<Error>,
+    login_reason: Option<LoginRequiredReason>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("flow", &self.flow)
+            .field("credentials", &self.credentials.is_some())
+            .field("work", &self.work.len())
+            .field("unsaved", &self.unsaved.is_some())
+            .field("idle_until", &self.idle_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A flow restored from `stored`, or a new one. Reads the clocks and seeds the flow.
+    pub(crate) fn new(config: Config, stored: Option<StoredTokens>) -> Result<Engine, Error> {
+        let (now, wall) = clock_reading();
+        let flow = match stored {
+            Some(stored) => {
+                TokenFlow::restore(config, stored, seed(), now, wall).map_err(Error::Restore)?
+            }
+            None => TokenFlow::new(config, seed(), now, wall),
+        };
+        log::restored(flow.generation());
+        Ok(Engine {
+            flow,
+            credentials: None,
+            work: VecDeque::new(),
+            unsaved: None,
+            save_outstanding: None,
+            next_save: 0,
+            idle_until: None,
+            readies: 0,
+            failures: 0,
+            last_failure: None,
+            login_reason: None,
+        })
+    }
+
+    /// Sets the source asked for credentials when a login is needed.
+    pub(crate) fn set_credentials(&mut self, source: CredentialsSource) {
+        self.credentials = Some(source);
+    }
+
+    /// Starts a wait. A save that failed earlier is queued again, so each new call retries it.
+    pub(crate) fn ticket(&mut self, want: Want) -> Ticket {
+        if let (Some((number, tokens)), None) = (&self.unsaved, self.save_outstanding) {
+            self.work.push_back(Work::Save(*number, tokens.clone()));
+            self.save_outstanding = Some(*number);
+        }
+        Ticket {
+            want,
+            failures: self.failures,
+            readies: self.readies,
+            waited: want != Want::Bearer,
+            auto_logins: 0,
+        }
+    }
+
+    /// Logs in with `credentials`.
+    pub(crate) fn login(&mut self, now: Instant, credentials: Credentials) {
+        log::login(&credentials);
+        self.flow.login(now, credentials);
+        self.drain(now);
+    }
+
+    /// Logs out: any save not yet started is dropped, and the flow forgets the tokens.
+    pub(crate) fn logout(&mut self, now: Instant) {
+        let before = self.work.len();
+        self.work.retain(|w| !matches!(w, Work::Save(..)));
+        if self.work.len() < before {
+            self.save_outstanding = None;
+        }
+        self.unsaved = None;
+        self.flow.logout(now);
+        log::logout();
+        self.drain(now);
+    }
+
+    /// Reports an API's 401 for a token of `generation`.
+    pub(crate) fn unauthorized(
+        &mut self,
+        now: Instant,
+        generation: Generation,
+        headers: &http::HeaderMap,
+    ) {
+        log::unauthorized(generation);
+        self.flow
+            .handle_input(now, Input::unauthorized(generation, headers));
+        self.drain(now);
+    }
+
+    /// Reports the outcome of a [`Work::Send`].
+    pub(crate) fn sent(
+        &mut self,
+        now: Instant,
+        id: crate::RequestId,
+        result: Result<http::Response<Vec<u8>>, TransportError>,
+    ) {
+        let input = match result {
+            Ok(response) => {
+                log::token_response(id, response.status());
+                Input::Response { id, response }
+            }
+            Err(error) => {
+                log::token_transport_failure(id, &error);
+                Input::Failed { id, error }
+            }
+        };
+        self.flow.handle_input(now, input);
+        self.drain(now);
+    }
+
+    /// Reports the outcome of a [`Work::Save`]. On success the flow goes on (and releases the
+    /// new access token); on failure the tokens stay held back and the callers waiting get
+    /// the error.
+    pub(crate) fn saved(&mut self, now: Instant, number: u64, result: Result<(), StoreError>) {
+        if self.save_outstanding == Some(number) {
+            self.save_outstanding = None;
+        }
+        // After a logout (and perhaps a new login) these tokens are no longer the ones held
+        // back: the outcome concerns nobody.
+        if self.unsaved.as_ref().is_some_and(|(n, _)| *n == number) {
+            match result {
+                Ok(()) => self.unsaved = None,
+                Err(error) => {
+                    log::store_failure("save", &error);
+                    self.record_failure(Error::Store(Arc::new(error)));
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    /// Reports the outcome of a [`Work::Clear`].
+    pub(crate) fn cleared(&mut self, result: Result<(), StoreError>) {
+        if let Err(error) = result {
+            log::store_failure("clear", &error);
+            self.record_failure(Error::Store(Arc::new(error)));
+        }
+    }
+
+    /// Reports that a work item was taken and never completed (its performer panicked). A lost
+    /// token request ends at its deadline, like one that got no answer; a lost save fails.
+    pub(crate) fn abandoned(&mut self, now: Instant, save: Option<u64>) {
+        if let Some(number) = save {
+            let error = std::io::Error::other("the save was interrupted");
+            let error = StoreError::Io {
+                path: std::path::PathBuf::new(),
+                source: error,
+            };
+            self.saved(now, number, Err(error));
+        }
+    }
+
+    /// The next step for `ticket`. `may_perform` says whether the caller may take work (no
+    /// one else is performing any).
+    pub(crate) fn step(&mut self, now: Instant, ticket: &mut Ticket, may_perform: bool) -> Step {
+        if self.idle_until.is_some_and(|until| until <= now) {
+            self.flow.handle_input(now, Input::Timeout);
+        }
+        self.drain(now);
+        if ticket.waited && self.failures != ticket.failures {
+            return Step::Fail(self.failure());
+        }
+        match ticket.want {
+            Want::Login => {
+                if self.readies != ticket.readies {
+                    return Step::Done;
+                }
+                self.work_or_wait(may_perform)
+            }
+            Want::Settled => match (may_perform, self.work.pop_front()) {
+                (true, Some(work)) => Step::Work(work),
+                (true, None) => Step::Done,
+                (false, _) => Step::Wait(self.idle_until),
+            },
+            Want::Bearer => self.bearer_step(now, ticket, may_perform),
+        }
+    }
+
+    fn bearer_step(&mut self, now: Instant, ticket: &mut Ticket, may_perform: bool) -> Step {
+        let access = self.flow.access(now);
+        self.drain(now);
+        match access {
+            // A ready token may come with work (a proactive renewal starting): the caller that
+            // may perform it does, then takes the token; the others take it at once.
+            Access::Ready(bearer) => match self.take_work(may_perform) {
+                Some(work) => Step::Work(work),
+                None => Step::Ready(bearer),
+            },
+            Access::Pending => {
+                ticket.waited = true;
+                self.work_or_wait(may_perform)
+            }
+            Access::LoginRequired => {
+                if let Some(work) = self.take_work(may_perform) {
+                    return Step::Work(work);
+                }
+                if ticket.auto_logins == 0 && self.credentials.is_some() {
+                    ticket.auto_logins += 1;
+                    ticket.waited = true;
+                    if self.login_from_source(now) {
+                        return self.work_or_wait(may_perform);
+                    }
+                }
+                Step::Fail(Error::LoginRequired {
+                    reason: self.login_reason.clone(),
+                })
+            }
+        }
+    }
+
+    fn take_work(&mut self, may_perform: bool) -> Option<Work> {
+        if may_perform {
+            self.work.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn work_or_wait(&mut self, may_perform: bool) -> Step {
+        match self.take_work(may_perform) {
+            Some(work) => Step::Work(work),
+            None => Step::Wait(self.idle_until),
+        }
+    }
+
+    fn failure(&self) -> Error {
+        self.last_failure.clone().unwrap_or(Error::LoginRequired {
+            reason: self.login_reason.clone(),
+        })
+    }
+
+    fn record_failure(&mut self, error: Error) {
+        self.failures += 1;
+        self.last_failure = Some(error);
+    }
+
+    /// Asks the credentials source and logs in with what it gives; false when it gives
+    /// nothing.
+    fn login_from_source(&mut self, now: Instant) -> bool {
+        let Some(credentials) = self.credentials.as_mut().and_then(|source| source()) else {
+            return false;
+        };
+        log::login(&credentials);
+        self.flow.login(now, credentials);
+        true
+    }
+
+    /// Polls the flow until `Idle`, or until tokens must be saved before it may go on.
+    fn drain(&mut self, now: Instant) {
+        if self.unsaved.is_some() {
+            return;
+        }
+        for _ in 0..DRAIN_BOUND {
+            match self.flow.poll_output() {
+                Output::Idle { until } => {
+                    self.idle_until = until;
+                    return;
+                }
+                Output::Send(request) => {
+                    log::token_request(&request);
+                    self.work.push_back(Work::Send(request));
+                }
+                Output::Event(event) => {
+                    if self.on_event(now, event) {
+                        return;
+                    }
+                }
+            }
+        }
+        // Not expected; the next step drains on.
+        self.idle_until = Some(now);
+    }
+
+    /// Acts on an event; true when polling must stop until the tokens are saved.
+    fn on_event(&mut self, now: Instant, event: Event) -> bool {
+        log::event(&event);
+        match event {
+            Event::TokensUpdated(tokens) => {
+                let number = self.next_save;
+                self.next_save += 1;
+                self.work.push_back(Work::Save(number, tokens.clone()));
+                self.unsaved = Some((number, tokens));
+                self.save_outstanding = Some(number);
+                return true;
+            }
+            Event::TokensCleared => self.work.push_back(Work::Clear),
+            Event::AccessReady { .. } => {
+                self.readies += 1;
+                self.login_reason = None;
+            }
+            Event::LoginRequired { reason } => {
+                self.login_reason = Some(reason);
+                self.login_from_source(now);
+            }
+            Event::Failed(error) => self.record_failure(Error::TokenRequest(error)),
+            // Interactive logins and revocation outcomes are not driven by this engine; they
+            // are logged above.
+            Event::DeviceAuthorization(_)
+            | Event::Revoked { .. }
+            | Event::RevocationFailed { .. } => {}
+        }
+        false
+    }
+}
