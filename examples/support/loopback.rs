@@ -61,6 +61,8 @@ impl Loopback {
 
 fn serve(stream: TcpStream, world: &Mutex<World>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Answers are written whole; waiting to coalesce them only adds delayed-ACK latency.
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -132,7 +134,8 @@ fn write_response(
         }
     }
     head.push_str("\r\n");
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(response.body())?;
+    let mut message = head.into_bytes();
+    message.extend_from_slice(response.body());
+    writer.write_all(&message)?;
     writer.flush()
 }
