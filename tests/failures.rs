@@ -6,7 +6,8 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use support::fake_auth::{ClientAuthStyle, FakeAuthServer, Fault, ResponseStyle, ServerConfig};
+use support::fake_auth::{FakeAuthServer, Fault};
+use support::fixtures::{app_config, rotating_server};
 use support::sim::{Network, Sim};
 use tokenflow::{
     Access, Config, Credentials, Event, FailureCause, LoginRequiredReason, RetryPolicy,
@@ -14,26 +15,11 @@ use tokenflow::{
 };
 
 fn server() -> FakeAuthServer {
-    let mut server = FakeAuthServer::new(ServerConfig {
-        access_ttl: Duration::from_secs(600),
-        refresh_ttl: None,
-        style: ResponseStyle::Standard,
-        rotate_refresh_tokens: true,
-        refresh_requires_offline_access: false,
-        revoke_family_on_reuse: true,
-        require_query_grant_type: false,
-    });
-    server.add_client("app", Some("secret"), ClientAuthStyle::Basic);
-    server.add_user("joe", "pw");
-    server
+    rotating_server(Duration::from_secs(600))
 }
 
 fn config() -> Config {
-    Config::builder("https://id.example/token", "app")
-        .client_secret("secret")
-        .proactive_refresh(false)
-        .build()
-        .unwrap()
+    app_config().proactive_refresh(false).build().unwrap()
 }
 
 fn logged_in() -> Sim {

@@ -6,28 +6,13 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::fake_auth::{ClientAuthStyle, FakeAuthServer, ResponseStyle, ServerConfig};
+use support::fixtures::{app_config, rotating_server};
 use support::sim::Sim;
-use tokenflow::{Config, Credentials};
+use tokenflow::Credentials;
 
 fn sim(ttl: Duration, margin: Duration) -> Sim {
-    let mut server = FakeAuthServer::new(ServerConfig {
-        access_ttl: ttl,
-        refresh_ttl: None,
-        style: ResponseStyle::Standard,
-        rotate_refresh_tokens: true,
-        refresh_requires_offline_access: false,
-        revoke_family_on_reuse: true,
-        require_query_grant_type: false,
-    });
-    server.add_client("app", Some("secret"), ClientAuthStyle::Basic);
-    server.add_user("joe", "pw");
-    let config = Config::builder("https://id.example/token", "app")
-        .client_secret("secret")
-        .refresh_margin(margin)
-        .build()
-        .unwrap();
-    let mut sim = Sim::new(config, server);
+    let config = app_config().refresh_margin(margin).build().unwrap();
+    let mut sim = Sim::new(config, rotating_server(ttl));
     sim.login(Credentials::password("joe", "pw"));
     sim
 }

@@ -4,28 +4,13 @@ mod support;
 
 use std::time::Duration;
 
-use support::fake_auth::{ClientAuthStyle, FakeAuthServer, ResponseStyle, ServerConfig};
+use support::fixtures::{app_config, rotating_server};
 use support::sim::{Network, Sim};
-use tokenflow::{Access, Config, Credentials, Event, Generation, Input};
+use tokenflow::{Access, Credentials, Event, Generation, Input};
 
 fn sim() -> Sim {
-    let mut server = FakeAuthServer::new(ServerConfig {
-        access_ttl: Duration::from_secs(600),
-        refresh_ttl: None,
-        style: ResponseStyle::Standard,
-        rotate_refresh_tokens: true,
-        refresh_requires_offline_access: false,
-        revoke_family_on_reuse: true,
-        require_query_grant_type: false,
-    });
-    server.add_client("app", Some("secret"), ClientAuthStyle::Basic);
-    server.add_user("joe", "pw");
-    let config = Config::builder("https://id.example/token", "app")
-        .client_secret("secret")
-        .proactive_refresh(false)
-        .build()
-        .unwrap();
-    let mut sim = Sim::new(config, server);
+    let config = app_config().proactive_refresh(false).build().unwrap();
+    let mut sim = Sim::new(config, rotating_server(Duration::from_secs(600)));
     sim.login(Credentials::password("joe", "pw"));
     sim.network = Network::Held;
     sim

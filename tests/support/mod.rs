@@ -4,4 +4,5 @@
 pub mod clock;
 pub mod fake_api;
 pub mod fake_auth;
+pub mod fixtures;
 pub mod sim;
