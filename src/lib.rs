@@ -1,4 +1,5 @@
 //! tokenflow: a sans-IO OAuth 2.0 token lifecycle.
+#![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(
