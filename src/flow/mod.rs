@@ -19,6 +19,7 @@ use crate::output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
 use crate::retry_after::parse_retry_after;
+use crate::secret::RefreshToken;
 use crate::time::UnixTime;
 use crate::token::{
     ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response,
@@ -55,6 +56,14 @@ pub struct TokenFlow {
     login_required: Option<LoginRequiredReason>,
     queue: VecDeque<Queued>,
     next_request: u64,
+}
+
+/// How the held tokens can be renewed.
+enum Renewal<'a> {
+    /// Asking again with the client's credentials.
+    ClientCredentials,
+    /// Presenting this refresh token.
+    Refresh(&'a RefreshToken),
 }
 
 /// Outputs waiting to be polled.
@@ -273,14 +282,20 @@ impl TokenFlow {
         }
         let tokens = self.tokens.as_ref()?;
         let access = tokens.access.as_ref()?;
-        if access.refused || self.renewal_grant().is_err() {
+        if access.refused || self.renewal().is_err() {
             return None;
         }
         Some(access.renew_at)
     }
 
     fn proactive_renewal_due(&self, now: Instant) -> bool {
-        self.renew_at().is_some_and(|at| now >= at)
+        // This runs on every call: compare instants before looking at how renewal would go.
+        let reached = self
+            .tokens
+            .as_ref()
+            .and_then(|t| t.access.as_ref())
+            .is_some_and(|access| now >= access.renew_at);
+        reached && self.renew_at().is_some_and(|at| now >= at)
     }
 
     fn wake_at(&self) -> Option<Instant> {
@@ -292,6 +307,15 @@ impl TokenFlow {
 
     /// How the held tokens can be renewed without the user, or why they cannot.
     fn renewal_grant(&self) -> Result<TokenGrant, LoginRequiredReason> {
+        Ok(match self.renewal()? {
+            Renewal::ClientCredentials => TokenGrant::ClientCredentials,
+            Renewal::Refresh(token) => TokenGrant::RefreshToken(token.clone()),
+        })
+    }
+
+    /// [`renewal_grant`](Self::renewal_grant) without copying the refresh token, for the
+    /// checks on every call and input.
+    fn renewal(&self) -> Result<Renewal<'_>, LoginRequiredReason> {
         let tokens = self
             .tokens
             .as_ref()
@@ -299,7 +323,7 @@ impl TokenFlow {
         // Client credentials need nobody's secret but the client's: asking again is the
         // renewal (RFC 6749 §4.4.3 expects no refresh token).
         if tokens.origin == GrantKind::ClientCredentials {
-            return Ok(TokenGrant::ClientCredentials);
+            return Ok(Renewal::ClientCredentials);
         }
         let refresh = tokens
             .refresh
@@ -312,7 +336,7 @@ impl TokenFlow {
         if refresh.expires_at.is_some_and(|at| at <= wall) {
             return Err(LoginRequiredReason::RefreshTokenExpired);
         }
-        Ok(TokenGrant::RefreshToken(refresh.token.clone()))
+        Ok(Renewal::Refresh(&refresh.token))
     }
 
     fn require_login(&mut self, reason: LoginRequiredReason) {
@@ -546,7 +570,7 @@ impl TokenFlow {
             cause,
         })));
         if attempt.purpose == Purpose::Renewal && self.bearer(now).is_none() {
-            if let Err(reason) = self.renewal_grant() {
+            if let Err(reason) = self.renewal() {
                 self.require_login(reason);
             }
         }
