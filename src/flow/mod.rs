@@ -582,14 +582,8 @@ impl TokenFlow {
         generation: Generation,
         www_authenticate: &[http::HeaderValue],
     ) {
-        // RFC 6750 §3.1: `insufficient_scope` is about the request, not the token; a new
-        // token would be refused the same way.
-        if let Ok(Some(challenge)) = bearer_challenge(www_authenticate.iter().map(|v| v.as_bytes()))
-        {
-            if challenge.error == Some(BearerErrorCode::InsufficientScope) {
-                return;
-            }
-        }
+        // A 401 for an older token, or for one already refused, changes nothing: these come
+        // by the thousand in a storm, so they are dismissed before the challenge is read.
         if generation.0 != self.generation || self.unreleased {
             return;
         }
@@ -598,6 +592,14 @@ impl TokenFlow {
         };
         if access.refused {
             return;
+        }
+        // RFC 6750 §3.1: `insufficient_scope` is about the request, not the token; a new
+        // token would be refused the same way.
+        if let Ok(Some(challenge)) = bearer_challenge(www_authenticate.iter().map(|v| v.as_bytes()))
+        {
+            if challenge.error == Some(BearerErrorCode::InsufficientScope) {
+                return;
+            }
         }
         access.refused = true;
         if self.attempt.is_some() {
