@@ -105,6 +105,7 @@
 //! assert_eq!(bearer.header_value(), "Bearer AT1");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(

@@ -69,9 +69,11 @@ pub struct TokenFlow {
     revocations: Revocations,
 }
 
-/// How held tokens can be renewed.
+/// How the held tokens can be renewed.
 enum Renewal<'a> {
+    /// Asking again with the client's credentials.
     ClientCredentials,
+    /// Presenting this refresh token.
     Refresh(&'a crate::secret::RefreshToken),
 }
 
@@ -433,7 +435,13 @@ impl TokenFlow {
     }
 
     fn proactive_renewal_due(&self, now: Instant) -> bool {
-        self.renew_at().is_some_and(|at| now >= at)
+        // This runs on every call: compare instants before looking at how renewal would go.
+        let reached = self
+            .tokens
+            .as_ref()
+            .and_then(|t| t.access.as_ref())
+            .is_some_and(|access| now >= access.renew_at);
+        reached && self.renew_at().is_some_and(|at| now >= at)
     }
 
     fn wake_at(&self) -> Option<Instant> {
@@ -825,14 +833,8 @@ impl TokenFlow {
         generation: Generation,
         www_authenticate: &[http::HeaderValue],
     ) {
-        // RFC 6750 §3.1: `insufficient_scope` is about the request, not the token; a new
-        // token would be refused the same way.
-        if let Ok(Some(challenge)) = bearer_challenge(www_authenticate.iter().map(|v| v.as_bytes()))
-        {
-            if challenge.error == Some(BearerErrorCode::InsufficientScope) {
-                return;
-            }
-        }
+        // A 401 for an older token, or for one already refused, changes nothing: these come
+        // by the thousand in a storm, so they are dismissed before the challenge is read.
         if generation.0 != self.generation || self.unreleased {
             return;
         }
@@ -841,6 +843,14 @@ impl TokenFlow {
         };
         if access.refused {
             return;
+        }
+        // RFC 6750 §3.1: `insufficient_scope` is about the request, not the token; a new
+        // token would be refused the same way.
+        if let Ok(Some(challenge)) = bearer_challenge(www_authenticate.iter().map(|v| v.as_bytes()))
+        {
+            if challenge.error == Some(BearerErrorCode::InsufficientScope) {
+                return;
+            }
         }
         access.refused = true;
         if self.attempt.is_some() {
