@@ -13,7 +13,7 @@ use crate::time::UnixTime;
 
 /// The most outputs handled in one drain before the run loop gives other work a turn. The
 /// flow reaches `Idle` in far fewer; the bound only keeps a misbehaving loop from spinning.
-pub(crate) const DRAIN_BOUND: usize = 256;
+pub(crate) const DRAIN_BOUND: usize = 64;
 
 /// One reading of the monotonic and the wall clock, taken together.
 pub(crate) fn clock_reading() -> (Instant, UnixTime) {
@@ -36,15 +36,4 @@ pub(crate) fn seed() -> Seed {
         }
     }
     Seed::from_bytes(bytes)
-}
-
-/// A copy of `request` for a retry: method, URI, version, headers and body. Extensions are not
-/// copied (they are not `Clone`).
-pub(crate) fn duplicate_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
-    let mut copy = http::Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
 }

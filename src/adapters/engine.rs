@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::adapters::driver::{clock_reading, seed};
+use crate::adapters::driver::{DRAIN_BOUND, clock_reading, seed};
 use crate::adapters::log;
 use crate::adapters::store::StoreError;
 use crate::error::FlowError;
@@ -25,9 +25,6 @@ use crate::input::{Input, TransportError};
 use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
 use crate::token::{RestoreError, StoredTokens};
 use crate::{Config, TokenFlow};
-
-/// The most outputs taken in one drain; the flow promises far fewer before `Idle`.
-const DRAIN_BOUND: usize = 64;
 
 /// Answers `LoginRequired`: returns credentials to log in with, or `None` to leave the
 /// callers with [`Error::LoginRequired`].

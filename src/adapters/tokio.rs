@@ -45,7 +45,7 @@ use ::tokio::sync::{mpsc, oneshot};
 use ::tokio::task::JoinSet;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::driver::{DRAIN_BOUND, clock_reading, duplicate_request, seed};
+use super::driver::{DRAIN_BOUND, clock_reading, seed};
 use super::store::{MemoryStore, StoreError, TokenStore};
 use crate::time::ClockAnchor;
 use crate::token::RestoreError;
@@ -552,14 +552,13 @@ impl AsyncClient {
     /// retries exactly once, and only with a newer token; otherwise the 401 is returned as it
     /// came. Uses the client's transport, with the builder's `api_timeout` and `api_max_body`.
     ///
-    /// The retry is a copy of the request (method, URI, version, headers, body); extensions are
-    /// not carried over.
+    /// The retry is a clone of the request, extensions included.
     pub async fn send(
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, Error> {
         let bearer = self.bearer().await?;
-        let retry = duplicate_request(&request);
+        let retry = request.clone();
         let response = self.call(request, &bearer).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
