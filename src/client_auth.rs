@@ -13,26 +13,17 @@ pub(crate) fn authenticate(
     headers: &mut HeaderMap,
     form: &mut form_urlencoded::Serializer<'_, String>,
 ) {
-    let secret = config.client_secret.as_ref().map(|s| s.expose_secret());
-    match (config.client_auth, secret) {
-        (ClientAuth::SecretBasic, Some(secret)) => {
-            headers.insert(
-                header::AUTHORIZATION,
-                basic(&config.client_id, secret, true),
-            );
-        }
-        (ClientAuth::SecretBasicUnencoded, Some(secret)) => {
-            headers.insert(
-                header::AUTHORIZATION,
-                basic(&config.client_id, secret, false),
-            );
-        }
+    if let Some(basic) = &config.basic_authorization {
+        headers.insert(header::AUTHORIZATION, basic.clone());
+        return;
+    }
+    match (config.client_auth, &config.client_secret) {
         (ClientAuth::SecretPost, Some(secret)) => {
             form.append_pair("client_id", &config.client_id);
-            form.append_pair("client_secret", secret);
+            form.append_pair("client_secret", secret.expose_secret());
         }
-        // `Config::build` guarantees a secret for the secret methods; a public client (or that
-        // impossible case) identifies itself by id alone.
+        // A public client (or a basic method, whose header `Config::build` always makes)
+        // identifies itself by id alone.
         _ => {
             form.append_pair("client_id", &config.client_id);
         }

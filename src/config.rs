@@ -79,6 +79,8 @@ pub struct Config {
     pub(crate) device_authorization_endpoint: Option<Uri>,
     pub(crate) revocation_endpoint: Option<Uri>,
     pub(crate) redirect_uri: Option<String>,
+    /// The `Authorization: Basic` value, built once: it never changes.
+    pub(crate) basic_authorization: Option<http::HeaderValue>,
 }
 
 impl Config {
@@ -393,6 +395,18 @@ impl ConfigBuilder {
                 scopes.push(scope);
             }
         }
+        let basic_authorization =
+            match (client_auth, &self.client_secret) {
+                (ClientAuth::SecretBasic, Some(secret)) => Some(crate::client_auth::basic(
+                    &self.client_id,
+                    secret.expose_secret(),
+                    true,
+                )),
+                (ClientAuth::SecretBasicUnencoded, Some(secret)) => Some(
+                    crate::client_auth::basic(&self.client_id, secret.expose_secret(), false),
+                ),
+                _ => None,
+            };
         Ok(Config {
             token_endpoint,
             client_id: self.client_id,
@@ -413,6 +427,7 @@ impl ConfigBuilder {
             device_authorization_endpoint,
             revocation_endpoint,
             redirect_uri: self.redirect_uri,
+            basic_authorization,
         })
     }
 }

@@ -66,7 +66,17 @@ impl Fields {
             .map(|(_, v)| v)
     }
 
-    /// Takes every field not in `known`, for the caller to inspect.
+    /// Removes `name` and returns its value, treating JSON `null` as absent. Taking rather than
+    /// copying matters: a token response is read on every login and refresh.
+    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
+        let index = self
+            .entries
+            .iter()
+            .position(|(n, v)| n == name && !v.is_null())?;
+        Some(self.entries.swap_remove(index).1)
+    }
+
+    /// Every field left that is not in `known`, for the caller to inspect.
     pub(crate) fn into_extra(self, known: &[&str]) -> serde_json::Map<String, Value> {
         self.entries
             .into_iter()

@@ -212,46 +212,47 @@ impl From<Malformation> for Problem {
     }
 }
 
-fn token_response(fields: Fields) -> Result<TokenResponse, Problem> {
-    let access_token = match fields.get("access_token") {
+fn token_response(mut fields: Fields) -> Result<TokenResponse, Problem> {
+    // Fields are taken out of the list, not copied: what is left is `extra`.
+    let access_token = match fields.take("access_token") {
         None => return Err(Malformation::MissingField("access_token").into()),
         Some(Value::String(token)) if token.is_empty() => {
             return Err(Malformation::MissingField("access_token").into());
         }
-        Some(Value::String(token)) if !is_sendable(token) => {
+        Some(Value::String(token)) if !is_sendable(&token) => {
             return Err(Malformation::UnsendableToken("access_token").into());
         }
-        Some(Value::String(token)) => AccessToken::new(token.as_str()),
+        Some(Value::String(token)) => AccessToken::new(token),
         Some(_) => return Err(wrong_type("access_token", "a string").into()),
     };
-    let token_type = match fields.get("token_type") {
+    let token_type = match fields.take("token_type") {
         None => TokenType::Bearer,
-        Some(Value::String(kind)) if is_bearer(kind) => TokenType::Bearer,
-        Some(Value::String(kind)) => return Err(Problem::TokenType(printable(kind, 32))),
+        Some(Value::String(kind)) if is_bearer(&kind) => TokenType::Bearer,
+        Some(Value::String(kind)) => return Err(Problem::TokenType(printable(&kind, 32))),
         Some(_) => return Err(wrong_type("token_type", "a string").into()),
     };
-    let expires_in = match fields.get("expires_in").map(lenient_seconds) {
+    let expires_in = match fields.take("expires_in").as_ref().map(lenient_seconds) {
         None => None,
         Some(Ok(lifetime)) => lifetime,
         Some(Err(NumberProblem::Negative | NumberProblem::NotANumber)) => {
             return Err(Malformation::InvalidExpiresIn.into());
         }
     };
-    let refresh_token = match fields.get("refresh_token") {
+    let refresh_token = match fields.take("refresh_token") {
         None => None,
         Some(Value::String(token)) if token.is_empty() => None,
-        Some(Value::String(token)) if !is_sendable(token) => {
+        Some(Value::String(token)) if !is_sendable(&token) => {
             return Err(Malformation::UnsendableToken("refresh_token").into());
         }
-        Some(Value::String(token)) => Some(RefreshToken::new(token.as_str())),
+        Some(Value::String(token)) => Some(RefreshToken::new(token)),
         Some(_) => return Err(wrong_type("refresh_token", "a string").into()),
     };
-    let scope = match fields.get("scope") {
+    let scope = match fields.take("scope") {
         None => None,
         Some(Value::String(scope)) => Some(normalize_scope(scope.split_ascii_whitespace())),
         Some(Value::Array(items)) => {
             let mut scopes = Vec::with_capacity(items.len());
-            for item in items {
+            for item in &items {
                 match item {
                     Value::String(scope) => scopes.push(scope.as_str()),
                     _ => return Err(wrong_type("scope", "a string or an array of strings").into()),
@@ -261,13 +262,13 @@ fn token_response(fields: Fields) -> Result<TokenResponse, Problem> {
         }
         Some(_) => return Err(wrong_type("scope", "a string or an array of strings").into()),
     };
-    let id_token = match fields.get("id_token") {
+    let id_token = match fields.take("id_token") {
         None => None,
-        Some(Value::String(token)) => Some(IdToken::new(token.as_str())),
+        Some(Value::String(token)) => Some(IdToken::new(token)),
         Some(_) => return Err(wrong_type("id_token", "a string").into()),
     };
-    // Extension fields are informative only: a value that cannot be read is left in `extra`
-    // rather than failing a response whose tokens are fine.
+    // Extension fields are informative only: a value that cannot be read leaves the typed
+    // field empty rather than failing a response whose tokens are fine.
     let refresh_token_expires_in = fields
         .get("refresh_token_expires_in")
         .or_else(|| fields.get("refresh_expires_in"))
