@@ -52,10 +52,15 @@ use http::{Request, Response, StatusCode};
 
 use crate::Config;
 use crate::adapters::engine::{CredentialsSource, Engine, Step, Ticket, Want, Work};
+use crate::adapters::interactive::{
+    LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, read_metadata, try_next_kind,
+};
 use crate::adapters::log;
 use crate::adapters::store::{StoreError, TokenStore};
+use crate::discovery::{DiscoveryError, ProviderMetadata, metadata_request};
 use crate::grant::Credentials;
 use crate::input::{TransportError, TransportErrorKind};
+use crate::interactive::{AuthorizationRequest, DeviceAuthorization};
 use crate::output::{Bearer, RequestId};
 
 pub use crate::adapters::engine::Error;
@@ -252,6 +257,57 @@ fn ureq_error(error: ureq::Error) -> TransportError {
     }
 }
 
+/// Fetches the metadata of `issuer` through `transport`: the OpenID Connect document
+/// (`/.well-known/openid-configuration`), or the RFC 8414 one when that is not found. The
+/// document's `issuer` must be exactly `issuer` (RFC 8414 §3.3).
+///
+/// Build the client's configuration from it with [`ProviderMetadata::config_builder`], which
+/// fills in the endpoints and the issuer that authorization responses are checked against:
+///
+/// ```no_run
+/// use tokenflow::adapters::blocking::{BlockingClient, UreqTransport, fetch_metadata};
+/// use tokenflow::adapters::MemoryStore;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let transport = UreqTransport::new();
+/// let metadata = fetch_metadata(&transport, "https://id.example")?;
+/// let config = metadata.config_builder("my-device").scope("openid offline_access").build()?;
+/// let client = BlockingClient::new(config, transport, MemoryStore::new())?;
+/// # let _ = client;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a document that is
+/// not valid metadata or names another issuer) or [`Error::Transport`].
+pub fn fetch_metadata<T: Transport>(
+    transport: &T,
+    issuer: &str,
+) -> Result<ProviderMetadata, Error> {
+    let mut last = Error::Discovery(DiscoveryError::InvalidIssuer("not an absolute URL"));
+    for kind in METADATA_KINDS {
+        let request = metadata_request(issuer, kind).map_err(Error::Discovery)?;
+        let deadline = Instant::now()
+            .checked_add(METADATA_TIMEOUT)
+            .unwrap_or_else(Instant::now);
+        let response = transport
+            .send(request, deadline, METADATA_MAX_BODY)
+            .map_err(Error::Transport)?;
+        if response.body().len() > METADATA_MAX_BODY {
+            return Err(Error::Transport(TransportError::new(
+                TransportErrorKind::BodyTooLarge,
+                format!("the metadata document is larger than {METADATA_MAX_BODY} bytes"),
+            )));
+        }
+        match read_metadata(issuer, &response) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) if try_next_kind(&error) => last = Error::Discovery(error),
+            Err(error) => return Err(Error::Discovery(error)),
+        }
+    }
+    Err(last)
+}
+
 /// Settings of the API requests made by `send`.
 #[derive(Debug, Clone, Copy)]
 struct ApiSettings {
@@ -310,25 +366,64 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
         let ticket = state.engine.ticket(Want::Login);
         state.engine.login(Instant::now(), credentials);
         self.changed.notify_all();
-        self.run(state, ticket).map(|_| ())
+        self.run(state, ticket, None).map(|_| ())
+    }
+
+    fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
+        let mut state = self.lock();
+        state
+            .engine
+            .start_authorization(Instant::now())
+            .map_err(Error::Authorization)
+    }
+
+    fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
+        let mut state = self.lock();
+        let ticket = state.engine.ticket(Want::Login);
+        state
+            .engine
+            .complete_authorization(Instant::now(), callback)
+            .map_err(Error::Authorization)?;
+        self.changed.notify_all();
+        self.run(state, ticket, None).map(|_| ())
+    }
+
+    fn login_with_device(&self, on_code: impl FnOnce(&DeviceAuthorization)) -> Result<(), Error> {
+        let mut state = self.lock();
+        let ticket = state.engine.ticket(Want::Login);
+        state
+            .engine
+            .start_device_authorization(Instant::now())
+            .map_err(Error::Authorization)?;
+        self.changed.notify_all();
+        let mut on_code = Some(on_code);
+        let mut show = |device: &DeviceAuthorization| {
+            if let Some(on_code) = on_code.take() {
+                on_code(device);
+            }
+        };
+        self.run(state, ticket, Some(&mut show))
+            .map(|_| ())
+            .map_err(Error::for_device_login)
     }
 
     fn bearer(&self) -> Result<Bearer, Error> {
         let mut state = self.lock();
         let ticket = state.engine.ticket(Want::Bearer);
-        match self.run(state, ticket)? {
+        match self.run(state, ticket, None)? {
             Some(bearer) => Ok(bearer),
             // A bearer wait ends with a token or an error; this only keeps the types honest.
             None => Err(Error::LoginRequired { reason: None }),
         }
     }
 
-    fn logout(&self) -> Result<(), Error> {
+    fn logout(&self) -> Result<LogoutReport, Error> {
         let mut state = self.lock();
         let ticket = state.engine.ticket(Want::Settled);
         state.engine.logout(Instant::now());
         self.changed.notify_all();
-        self.run(state, ticket).map(|_| ())
+        self.run(state, ticket, None)?;
+        Ok(self.lock().engine.logout_report())
     }
 
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
@@ -380,11 +475,13 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
     }
 
     /// Steps the flow for `ticket` until it is done, performing work when no one else does and
-    /// waiting otherwise. Returns the token for a bearer wait, `None` for the others.
+    /// waiting otherwise. Returns the token for a bearer wait, `None` for the others. A device
+    /// login's user code is handed to `on_device`, without the lock.
     fn run<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         mut ticket: Ticket,
+        mut on_device: Option<&mut dyn FnMut(&DeviceAuthorization)>,
     ) -> Result<Option<Bearer>, Error> {
         loop {
             let now = Instant::now();
@@ -394,6 +491,13 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
                 Step::Done => return Ok(None),
                 Step::Fail(error) => return Err(error),
                 Step::Work(work) => state = self.perform(state, work),
+                Step::Device(device) => {
+                    if let Some(show) = on_device.as_mut() {
+                        drop(state);
+                        show(&device);
+                        state = self.lock();
+                    }
+                }
                 Step::Wait(until) => {
                     let wait = until
                         .map(|until| until.saturating_duration_since(now))
@@ -534,6 +638,41 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
         self.inner.login(credentials)
     }
 
+    /// Starts an authorization-code login with PKCE (RFC 6749 §4.1, RFC 7636): returns the URL
+    /// to open in the user's browser and the `state` it carries. Needs an authorization
+    /// endpoint and a redirect URI in the configuration (see
+    /// [`LoopbackRedirect`](crate::adapters::LoopbackRedirect) for desktop and command-line
+    /// applications). A later call replaces a pending one.
+    pub fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
+        self.inner.start_authorization()
+    }
+
+    /// Completes the authorization-code login with the URL the browser was redirected to (or
+    /// its query), and blocks until the tokens are saved and usable.
+    ///
+    /// Fails at once with [`Error::Authorization`] when the callback is refused: a `state`
+    /// that is not the one sent, an `iss` naming another issuer (RFC 9207), an `error` from
+    /// the server, or no login waiting for it. Otherwise it fails like
+    /// [`login`](Self::login) when the code exchange does.
+    pub fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
+        self.inner.complete_authorization(callback)
+    }
+
+    /// Logs in with the device authorization grant (RFC 8628) and blocks until the user has
+    /// approved it and the tokens are saved. `on_code` is called once, without the client's
+    /// lock, with the code to show the user and where to enter it; the client then polls at
+    /// the interval the server asks (5 s more after each `slow_down`).
+    ///
+    /// Fails with [`Error::DeviceDenied`] when the user refuses, [`Error::DeviceExpired`]
+    /// when the code expires first, [`Error::Authorization`] when no device authorization
+    /// endpoint is configured, and otherwise like [`login`](Self::login).
+    pub fn login_with_device(
+        &self,
+        on_code: impl FnOnce(&DeviceAuthorization),
+    ) -> Result<(), Error> {
+        self.inner.login_with_device(on_code)
+    }
+
     /// A valid access token, blocking through a renewal (and its retries) when one is needed.
     ///
     /// Fails with [`Error::LoginRequired`] when only a new login can help and the credentials
@@ -554,8 +693,13 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     }
 
     /// Forgets the tokens and deletes them from the store. A token request under way is
-    /// abandoned.
-    pub fn logout(&self) -> Result<(), Error> {
+    /// abandoned. With a revocation endpoint configured, it then revokes the refresh token
+    /// and the access token (RFC 7009) and blocks until both revocations are done, retries
+    /// included; what became of them is in the [`LogoutReport`]. A failed revocation does not
+    /// fail the logout: the tokens are gone locally all the same.
+    ///
+    /// Fails only with [`Error::Store`] when the stored tokens could not be deleted.
+    pub fn logout(&self) -> Result<LogoutReport, Error> {
         self.inner.logout()
     }
 
@@ -610,6 +754,24 @@ impl<T: Transport, S: TokenStore> SharedBlockingClient<T, S> {
         self.inner.login(credentials)
     }
 
+    /// See [`BlockingClient::start_authorization`].
+    pub fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
+        self.inner.start_authorization()
+    }
+
+    /// See [`BlockingClient::complete_authorization`].
+    pub fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
+        self.inner.complete_authorization(callback)
+    }
+
+    /// See [`BlockingClient::login_with_device`].
+    pub fn login_with_device(
+        &self,
+        on_code: impl FnOnce(&DeviceAuthorization),
+    ) -> Result<(), Error> {
+        self.inner.login_with_device(on_code)
+    }
+
     /// See [`BlockingClient::bearer`].
     pub fn bearer(&self) -> Result<Bearer, Error> {
         self.inner.bearer()
@@ -621,7 +783,7 @@ impl<T: Transport, S: TokenStore> SharedBlockingClient<T, S> {
     }
 
     /// See [`BlockingClient::logout`].
-    pub fn logout(&self) -> Result<(), Error> {
+    pub fn logout(&self) -> Result<LogoutReport, Error> {
         self.inner.logout()
     }
 }

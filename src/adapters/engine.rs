@@ -17,11 +17,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::adapters::driver::{DRAIN_BOUND, clock_reading, seed};
+use crate::adapters::interactive::{DeviceEnd, LogoutReport, device_end};
 use crate::adapters::log;
 use crate::adapters::store::StoreError;
+use crate::discovery::DiscoveryError;
 use crate::error::FlowError;
 use crate::grant::Credentials;
 use crate::input::{Input, TransportError};
+use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
 use crate::token::{RestoreError, StoredTokens};
 use crate::{Config, TokenFlow};
@@ -46,8 +49,32 @@ pub enum Error {
     Store(Arc<StoreError>),
     /// The tokens in the store could not be restored.
     Restore(RestoreError),
-    /// An API request could not be completed.
+    /// An API request could not be completed (or a metadata document fetched).
     Transport(TransportError),
+    /// An authorization-code login could not start, or its callback was refused (a wrong
+    /// `state` or `iss`, an `error` from the server, no login waiting for it).
+    Authorization(AuthorizationError),
+    /// The user refused the device login (`access_denied`, RFC 8628 §3.5).
+    DeviceDenied(FlowError),
+    /// The device code expired before the user approved the login (`expired_token`, or its
+    /// lifetime passed).
+    DeviceExpired(FlowError),
+    /// The authorization server's metadata could not be used.
+    Discovery(DiscoveryError),
+}
+
+impl Error {
+    /// Turns a device login's refusal or expiry into its own variant.
+    pub(crate) fn for_device_login(self) -> Error {
+        match self {
+            Error::TokenRequest(error) => match device_end(&error) {
+                Some(DeviceEnd::Denied) => Error::DeviceDenied(error),
+                Some(DeviceEnd::Expired) => Error::DeviceExpired(error),
+                None => Error::TokenRequest(error),
+            },
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -62,7 +89,13 @@ impl fmt::Display for Error {
             Error::TokenRequest(error) => write!(f, "token request failed: {error}"),
             Error::Store(error) => write!(f, "token store failed: {error}"),
             Error::Restore(error) => write!(f, "cannot restore the stored tokens: {error}"),
-            Error::Transport(error) => write!(f, "API request failed: {error}"),
+            Error::Transport(error) => write!(f, "request failed: {error}"),
+            Error::Authorization(error) => write!(f, "authorization failed: {error}"),
+            Error::DeviceDenied(_) => f.write_str("the device login was denied by the user"),
+            Error::DeviceExpired(_) => {
+                f.write_str("the device code expired before the login was approved")
+            }
+            Error::Discovery(error) => write!(f, "discovery failed: {error}"),
         }
     }
 }
@@ -75,6 +108,9 @@ impl std::error::Error for Error {
             Error::Store(error) => Some(error.as_ref()),
             Error::Restore(error) => Some(error),
             Error::Transport(error) => Some(error),
+            Error::Authorization(error) => Some(error),
+            Error::DeviceDenied(error) | Error::DeviceExpired(error) => Some(error),
+            Error::Discovery(error) => Some(error),
         }
     }
 }
@@ -103,6 +139,8 @@ pub(crate) enum Step {
     Work(Work),
     /// Nothing to do: wait until this instant, or until whoever performs IO reports.
     Wait(Option<Instant>),
+    /// A device login has a user code to show (for [`Want::Login`]); show it and ask again.
+    Device(DeviceAuthorization),
 }
 
 /// What a caller waits for.
@@ -112,7 +150,7 @@ pub(crate) enum Want {
     Bearer,
     /// The outcome of a login it started: a new access token or a failure.
     Login,
-    /// All queued work done (after a logout).
+    /// All queued work done and no revocation left (after a logout).
     Settled,
 }
 
@@ -123,6 +161,7 @@ pub(crate) struct Ticket {
     want: Want,
     failures: u64,
     readies: u64,
+    devices: u64,
     /// It has seen `Pending` (or started a login), so a failure from now on is its answer.
     waited: bool,
     auto_logins: u8,
@@ -147,6 +186,11 @@ pub(crate) struct Engine {
     failures: u64,
     last_failure: Option<Error>,
     login_reason: Option<LoginRequiredReason>,
+    /// Counts `DeviceAuthorization` events; `device` is the latest.
+    devices: u64,
+    device: Option<DeviceAuthorization>,
+    /// The revocation outcomes since the last logout.
+    logout_report: LogoutReport,
 }
 
 impl fmt::Debug for Engine {
@@ -184,6 +228,9 @@ impl Engine {
             failures: 0,
             last_failure: None,
             login_reason: None,
+            devices: 0,
+            device: None,
+            logout_report: LogoutReport::default(),
         })
     }
 
@@ -202,6 +249,7 @@ impl Engine {
             want,
             failures: self.failures,
             readies: self.readies,
+            devices: self.devices,
             waited: want != Want::Bearer,
             auto_logins: 0,
         }
@@ -214,8 +262,47 @@ impl Engine {
         self.drain(now);
     }
 
-    /// Logs out: any save not yet started is dropped, and the flow forgets the tokens.
+    /// Starts an authorization-code login: the URL to open.
+    pub(crate) fn start_authorization(
+        &mut self,
+        now: Instant,
+    ) -> Result<AuthorizationRequest, AuthorizationError> {
+        let request = self.flow.start_authorization(now);
+        self.drain(now);
+        request
+    }
+
+    /// Completes an authorization-code login with the browser's callback: the code exchange
+    /// starts, or the callback is refused.
+    pub(crate) fn complete_authorization(
+        &mut self,
+        now: Instant,
+        callback: &str,
+    ) -> Result<(), AuthorizationError> {
+        let result = self.flow.complete_authorization(now, callback);
+        self.drain(now);
+        result
+    }
+
+    /// Starts a device login.
+    pub(crate) fn start_device_authorization(
+        &mut self,
+        now: Instant,
+    ) -> Result<(), AuthorizationError> {
+        let result = self.flow.start_device_authorization(now);
+        self.drain(now);
+        result
+    }
+
+    /// The revocation outcomes recorded since the last logout.
+    pub(crate) fn logout_report(&self) -> LogoutReport {
+        self.logout_report.clone()
+    }
+
+    /// Logs out: any save not yet started is dropped, and the flow forgets the tokens and
+    /// starts revoking them.
     pub(crate) fn logout(&mut self, now: Instant) {
+        self.logout_report = LogoutReport::default();
         let before = self.work.len();
         self.work.retain(|w| !matches!(w, Work::Save(..)));
         if self.work.len() < before {
@@ -310,6 +397,12 @@ impl Engine {
             self.flow.handle_input(now, Input::Timeout);
         }
         self.drain(now);
+        if ticket.want == Want::Login && ticket.devices != self.devices {
+            ticket.devices = self.devices;
+            if let Some(device) = self.device.clone() {
+                return Step::Device(device);
+            }
+        }
         if ticket.waited && self.failures != ticket.failures {
             return Step::Fail(self.failure());
         }
@@ -322,6 +415,8 @@ impl Engine {
             }
             Want::Settled => match (may_perform, self.work.pop_front()) {
                 (true, Some(work)) => Step::Work(work),
+                // A revocation backing off before its retry: wait for it.
+                (true, None) if self.flow.revoking() => Step::Wait(self.idle_until),
                 (true, None) => Step::Done,
                 (false, _) => Step::Wait(self.idle_until),
             },
@@ -446,11 +541,13 @@ impl Engine {
                 self.login_from_source(now);
             }
             Event::Failed(error) => self.record_failure(Error::TokenRequest(error)),
-            // Interactive logins and revocation outcomes are not driven by this engine; they
-            // are logged above.
-            Event::DeviceAuthorization(_)
-            | Event::Revoked { .. }
-            | Event::RevocationFailed { .. } => {}
+            Event::DeviceAuthorization(device) => {
+                self.devices += 1;
+                self.device = Some(device);
+            }
+            event @ (Event::Revoked { .. } | Event::RevocationFailed { .. }) => {
+                self.logout_report.record(&event);
+            }
         }
         false
     }

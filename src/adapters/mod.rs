@@ -8,11 +8,15 @@ pub mod blocking;
 mod driver;
 #[cfg(feature = "blocking")]
 mod engine;
+mod interactive;
 mod log;
+pub mod redirect;
 pub mod store;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
 #[cfg(feature = "blocking")]
 pub use engine::Error;
+pub use interactive::{LogoutReport, RevocationFailure};
+pub use redirect::{LoopbackRedirect, RedirectError};
 pub use store::{FileStore, MemoryStore, StoreError, TokenStore};

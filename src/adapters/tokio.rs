@@ -46,7 +46,13 @@ use ::tokio::task::JoinSet;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::driver::{DRAIN_BOUND, clock_reading, seed};
+use super::interactive::{
+    DeviceEnd, LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, device_end,
+    read_metadata, try_next_kind,
+};
 use super::store::{MemoryStore, StoreError, TokenStore};
+use crate::discovery::{DiscoveryError, ProviderMetadata, metadata_request};
+use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 use crate::time::ClockAnchor;
 use crate::token::RestoreError;
 use crate::{
@@ -235,8 +241,19 @@ pub enum Error {
     /// There are no tokens (never logged in, or logged out) and no credentials source gave
     /// credentials: call [`AsyncClient::login`].
     NotLoggedIn,
-    /// An API request made by [`AsyncClient::send`] failed in transport.
+    /// An API request made by [`AsyncClient::send`] (or the fetch of a metadata document)
+    /// failed in transport.
     Transport(TransportError),
+    /// An authorization-code login could not start, or its callback was refused (a wrong
+    /// `state` or `iss`, an `error` from the server, no login waiting for it).
+    Authorization(AuthorizationError),
+    /// The user refused the device login (`access_denied`, RFC 8628 §3.5).
+    DeviceDenied(FlowError),
+    /// The device code expired before the user approved the login (`expired_token`, or its
+    /// lifetime passed).
+    DeviceExpired(FlowError),
+    /// The authorization server's metadata could not be used.
+    Discovery(DiscoveryError),
     /// The token store failed. The tokens stay usable in this process, but a rotated refresh
     /// token may not have been saved.
     Store(Arc<StoreError>),
@@ -258,7 +275,13 @@ impl fmt::Display for Error {
             Error::Flow(error) => write!(f, "token request failed: {error}"),
             Error::LoginRequired(reason) => write!(f, "a new login is required: {reason}"),
             Error::NotLoggedIn => f.write_str("not logged in"),
-            Error::Transport(error) => write!(f, "API request failed: {error}"),
+            Error::Transport(error) => write!(f, "request failed: {error}"),
+            Error::Authorization(error) => write!(f, "authorization failed: {error}"),
+            Error::DeviceDenied(_) => f.write_str("the device login was denied by the user"),
+            Error::DeviceExpired(_) => {
+                f.write_str("the device code expired before the login was approved")
+            }
+            Error::Discovery(error) => write!(f, "discovery failed: {error}"),
             Error::Store(error) => write!(f, "token store failed: {error}"),
             Error::Restore(error) => write!(f, "cannot restore the stored tokens: {error}"),
             Error::LoggedOut => f.write_str("logged out while waiting for a token"),
@@ -276,12 +299,85 @@ impl std::error::Error for Error {
         match self {
             Error::Flow(error) => Some(error),
             Error::Transport(error) => Some(error),
+            Error::Authorization(error) => Some(error),
+            Error::DeviceDenied(error) | Error::DeviceExpired(error) => Some(error),
+            Error::Discovery(error) => Some(error),
             Error::Store(error) => Some(error.as_ref()),
             Error::Restore(error) => Some(error),
             Error::HttpClient(error) => Some(error.as_ref()),
             _ => None,
         }
     }
+}
+
+impl Error {
+    /// Turns a device login's refusal or expiry into its own variant.
+    fn for_device_login(self) -> Error {
+        match self {
+            Error::Flow(error) => match device_end(&error) {
+                Some(DeviceEnd::Denied) => Error::DeviceDenied(error),
+                Some(DeviceEnd::Expired) => Error::DeviceExpired(error),
+                None => Error::Flow(error),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Fetches the metadata of `issuer` through `transport`: the OpenID Connect document
+/// (`/.well-known/openid-configuration`), or the RFC 8414 one when that is not found. The
+/// document's `issuer` must be exactly `issuer` (RFC 8414 §3.3).
+///
+/// Build the client's configuration from it with [`ProviderMetadata::config_builder`], which
+/// fills in the endpoints and the issuer that authorization responses are checked against:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokenflow::adapters::tokio::{AsyncClient, ReqwestTransport, fetch_metadata};
+///
+/// let transport = ReqwestTransport::new()?;
+/// let metadata = fetch_metadata(&transport, "https://id.example").await?;
+/// let config = metadata.config_builder("my-device").scope("openid offline_access").build()?;
+/// let client = AsyncClient::builder(config, transport).start()?;
+/// # let _ = client;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a document that is
+/// not valid metadata or names another issuer) or [`Error::Transport`].
+pub async fn fetch_metadata(
+    transport: &impl AsyncTransport,
+    issuer: &str,
+) -> Result<ProviderMetadata, Error> {
+    let mut last = Error::Discovery(DiscoveryError::InvalidIssuer("not an absolute URL"));
+    for kind in METADATA_KINDS {
+        let request = metadata_request(issuer, kind).map_err(Error::Discovery)?;
+        let deadline = Instant::now()
+            .checked_add(METADATA_TIMEOUT)
+            .unwrap_or_else(Instant::now);
+        let sent = transport.send(request, deadline, METADATA_MAX_BODY);
+        let response = match ::tokio::time::timeout_at(deadline.into(), sent).await {
+            Ok(result) => result.map_err(Error::Transport)?,
+            Err(_) => {
+                return Err(Error::Transport(TransportError::timed_out(
+                    "no answer before the deadline",
+                )));
+            }
+        };
+        if response.body().len() > METADATA_MAX_BODY {
+            return Err(Error::Transport(TransportError::new(
+                TransportErrorKind::BodyTooLarge,
+                format!("the metadata document exceeds {METADATA_MAX_BODY} bytes"),
+            )));
+        }
+        match read_metadata(issuer, &response) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) if try_next_kind(&error) => last = Error::Discovery(error),
+            Err(error) => return Err(Error::Discovery(error)),
+        }
+    }
+    Err(last)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -395,6 +491,10 @@ impl AsyncClientBuilder {
             max_body,
             bearer_waiters: Vec::new(),
             login_waiters: Vec::new(),
+            device_waiters: Vec::new(),
+            logout_waiters: Vec::new(),
+            logout_report: LogoutReport::default(),
+            logout_failure: None,
             store_failure: None,
             login_reason: None,
             login_events: 0,
@@ -473,7 +573,16 @@ enum Command {
         credentials: Credentials,
         reply: oneshot::Sender<Result<(), Error>>,
     },
-    Logout(oneshot::Sender<Result<(), Error>>),
+    StartAuthorization(oneshot::Sender<Result<AuthorizationRequest, Error>>),
+    CompleteAuthorization {
+        callback: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    DeviceLogin {
+        code: oneshot::Sender<DeviceAuthorization>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Logout(oneshot::Sender<Result<LogoutReport, Error>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -505,6 +614,69 @@ impl AsyncClient {
     pub async fn login(&self, credentials: Credentials) -> Result<(), Error> {
         self.ask(|reply| Command::Login { credentials, reply })
             .await
+    }
+
+    /// Starts an authorization-code login with PKCE (RFC 6749 §4.1, RFC 7636): returns the URL
+    /// to open in the user's browser and the `state` it carries. Needs an authorization
+    /// endpoint and a redirect URI in the configuration (see
+    /// [`LoopbackRedirect`](crate::adapters::LoopbackRedirect) for desktop and command-line
+    /// applications). A later call replaces a pending one.
+    pub async fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
+        self.ask(Command::StartAuthorization).await
+    }
+
+    /// Completes the authorization-code login with the URL the browser was redirected to (or
+    /// its query). Resolves when the tokens are stored and usable.
+    ///
+    /// Fails at once with [`Error::Authorization`] when the callback is refused: a `state`
+    /// that is not the one sent, an `iss` naming another issuer (RFC 9207), an `error` from
+    /// the server, or no login waiting for it. Otherwise it fails like
+    /// [`login`](Self::login) when the code exchange does.
+    pub async fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
+        let callback = callback.to_owned();
+        self.ask(|reply| Command::CompleteAuthorization { callback, reply })
+            .await
+    }
+
+    /// Logs in with the device authorization grant (RFC 8628). `on_code` is called once with
+    /// the code to show the user and where to enter it; the client then polls at the interval
+    /// the server asks (5 s more after each `slow_down`). Resolves when the user has approved
+    /// and the tokens are stored and usable.
+    ///
+    /// Fails with [`Error::DeviceDenied`] when the user refuses, [`Error::DeviceExpired`]
+    /// when the code expires first, [`Error::Authorization`] when no device authorization
+    /// endpoint is configured, and otherwise like [`login`](Self::login). Dropping the future
+    /// does not stop the polling; a later login or [`logout`](Self::logout) does.
+    pub async fn login_with_device(
+        &self,
+        on_code: impl FnOnce(&DeviceAuthorization) + Send,
+    ) -> Result<(), Error> {
+        let (code, shown) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::DeviceLogin { code, reply })
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        let mut answer = std::pin::pin!(answer);
+        ::tokio::select! {
+            biased;
+            device = shown => {
+                // The driver drops the sender when the login ends before a code was issued.
+                if let Ok(device) = device {
+                    on_code(&device);
+                }
+            }
+            outcome = &mut answer => {
+                return outcome
+                    .unwrap_or(Err(Error::Shutdown))
+                    .map_err(Error::for_device_login);
+            }
+        }
+        answer
+            .await
+            .unwrap_or(Err(Error::Shutdown))
+            .map_err(Error::for_device_login)
     }
 
     /// A valid access token: at once when one is held, otherwise after the one token request
@@ -571,7 +743,13 @@ impl AsyncClient {
 
     /// Forgets the tokens, in the store too. Callers waiting for a token get
     /// [`Error::LoggedOut`]. With a credentials source, the next call logs in again.
-    pub async fn logout(&self) -> Result<(), Error> {
+    ///
+    /// With a revocation endpoint configured, the refresh token and then the access token are
+    /// revoked (RFC 7009), and this resolves once both revocations are done, retries included;
+    /// what became of them is in the [`LogoutReport`]. A failed revocation does not fail the
+    /// logout: the tokens are gone locally all the same. Fails with [`Error::Store`] when the
+    /// stored tokens could not be deleted.
+    pub async fn logout(&self) -> Result<LogoutReport, Error> {
         self.ask(Command::Logout).await
     }
 
@@ -678,6 +856,14 @@ struct Driver {
     max_body: usize,
     bearer_waiters: Vec<oneshot::Sender<Result<Bearer, Error>>>,
     login_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// Device logins waiting for their user code.
+    device_waiters: Vec<oneshot::Sender<DeviceAuthorization>>,
+    /// Logouts waiting for their revocations.
+    logout_waiters: Vec<oneshot::Sender<Result<LogoutReport, Error>>>,
+    /// The revocation outcomes since the last logout.
+    logout_report: LogoutReport,
+    /// The stored tokens could not be deleted at the last logout.
+    logout_failure: Option<Arc<StoreError>>,
     /// A save that failed since the last release of a token.
     store_failure: Option<Arc<StoreError>>,
     /// Why a login is needed, as last announced; cleared when a token is released.
@@ -726,6 +912,10 @@ impl Driver {
         for waiter in self.login_waiters.drain(..) {
             let _ = waiter.send(Err(Error::Shutdown));
         }
+        for waiter in self.logout_waiters.drain(..) {
+            let _ = waiter.send(Err(Error::Shutdown));
+        }
+        self.device_waiters.clear();
         // Commands still queued are dropped with the inbox: their callers see `Shutdown`.
         drop(inbox);
         if let Some(reply) = shutdown {
@@ -756,7 +946,42 @@ impl Driver {
                 self.flow.login(Instant::now(), credentials);
                 self.drain().await;
             }
+            Command::StartAuthorization(reply) => {
+                let request = self
+                    .flow
+                    .start_authorization(Instant::now())
+                    .map_err(Error::Authorization);
+                let _ = reply.send(request);
+                self.drain().await;
+            }
+            Command::CompleteAuthorization { callback, reply } => {
+                match self.flow.complete_authorization(Instant::now(), &callback) {
+                    Ok(()) => {
+                        self.prune();
+                        self.login_waiters.push(reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Authorization(error)));
+                    }
+                }
+                self.drain().await;
+            }
+            Command::DeviceLogin { code, reply } => {
+                match self.flow.start_device_authorization(Instant::now()) {
+                    Ok(()) => {
+                        self.prune();
+                        self.login_waiters.push(reply);
+                        self.device_waiters.push(code);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(Error::Authorization(error)));
+                    }
+                }
+                self.drain().await;
+            }
             Command::Logout(reply) => {
+                self.logout_report = LogoutReport::default();
+                self.logout_failure = None;
                 self.flow.logout(Instant::now());
                 self.login_reason = None;
                 self.set_cache(None);
@@ -766,12 +991,10 @@ impl Driver {
                 for waiter in self.login_waiters.drain(..) {
                     let _ = waiter.send(Err(Error::LoggedOut));
                 }
+                self.device_waiters.clear();
                 self.store_failure = None;
+                self.logout_waiters.push(reply);
                 self.drain().await;
-                let _ = reply.send(match self.store_failure.take() {
-                    Some(error) => Err(Error::Store(error)),
-                    None => Ok(()),
-                });
             }
             // Handled by the loop.
             Command::Shutdown(reply) => {
@@ -848,6 +1071,7 @@ impl Driver {
             match self.flow.poll_output() {
                 Output::Idle { until } => {
                     self.wake = until;
+                    self.settle_logouts();
                     return;
                 }
                 Output::Send(request) => {
@@ -892,6 +1116,7 @@ impl Driver {
                 let store = Arc::clone(&self.store);
                 let cleared = ::tokio::task::spawn_blocking(move || store.clear()).await;
                 if let Some(error) = store_outcome(cleared) {
+                    self.logout_failure = Some(Arc::clone(&error));
                     self.store_failure = Some(error);
                 }
             }
@@ -918,6 +1143,8 @@ impl Driver {
                 self.need_login().await;
             }
             Event::Failed(error) => {
+                // A device login that failed before its code was shown shows nothing.
+                self.device_waiters.clear();
                 for waiter in self.bearer_waiters.drain(..) {
                     let _ = waiter.send(Err(Error::Flow(error.clone())));
                 }
@@ -925,10 +1152,31 @@ impl Driver {
                     let _ = waiter.send(Err(Error::Flow(error.clone())));
                 }
             }
-            // Interactive logins and revocation outcomes are not driven by this adapter.
-            Event::DeviceAuthorization(_)
-            | Event::Revoked { .. }
-            | Event::RevocationFailed { .. } => {}
+            Event::DeviceAuthorization(device) => {
+                for waiter in self.device_waiters.drain(..) {
+                    let _ = waiter.send(device.clone());
+                }
+            }
+            event @ (Event::Revoked { .. } | Event::RevocationFailed { .. }) => {
+                self.logout_report.record(&event);
+            }
+        }
+    }
+
+    /// Answers the logouts waiting once no revocation is left.
+    fn settle_logouts(&mut self) {
+        if self.logout_waiters.is_empty() || self.flow.revoking() {
+            return;
+        }
+        let outcome = match self.logout_failure.take() {
+            Some(error) => {
+                self.store_failure = None;
+                Err(Error::Store(error))
+            }
+            None => Ok(self.logout_report.clone()),
+        };
+        for waiter in self.logout_waiters.drain(..) {
+            let _ = waiter.send(outcome.clone());
         }
     }
 
@@ -969,6 +1217,7 @@ impl Driver {
     fn prune(&mut self) {
         self.bearer_waiters.retain(|waiter| !waiter.is_closed());
         self.login_waiters.retain(|waiter| !waiter.is_closed());
+        self.device_waiters.retain(|waiter| !waiter.is_closed());
     }
 }
 

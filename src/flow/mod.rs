@@ -366,6 +366,14 @@ impl TokenFlow {
             .map(|_| Generation(self.generation))
     }
 
+    /// Whether revocations started by [`logout`](Self::logout) are still waiting, under way or
+    /// backing off before a retry. Each ends in [`Event::Revoked`] or
+    /// [`Event::RevocationFailed`]; a host that wants to wait for them drives the flow until
+    /// this is false.
+    pub fn revoking(&self) -> bool {
+        self.revocations.is_busy()
+    }
+
     /// The id of the token request awaiting an answer, if any.
     pub fn request_in_flight(&self) -> Option<RequestId> {
         self.attempt.as_ref().and_then(Attempt::in_flight_id)

@@ -53,6 +53,11 @@ impl Revocations {
         matches!(&self.active, Some(Active { state: State::InFlight { id: current, .. }, .. }) if *current == id)
     }
 
+    /// Whether a revocation is waiting or under way.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.active.is_some() || !self.waiting.is_empty()
+    }
+
     pub(crate) fn wake_at(&self) -> Option<Instant> {
         self.active.as_ref().map(|active| match active.state {
             State::InFlight { deadline, .. } => deadline,
