@@ -153,9 +153,10 @@ impl AsyncTransport for ReqwestTransport {
                     "the deadline passed before sending",
                 ));
             }
-            let mut request = reqwest::Request::try_from(request)
+            // One deadline for the whole exchange, body included, enforced below; a second
+            // timer inside reqwest would only cost time on every call.
+            let request = reqwest::Request::try_from(request)
                 .map_err(|e| TransportError::not_sent(describe(&e)))?;
-            *request.timeout_mut() = Some(left);
             let exchange = async {
                 let mut response = client.execute(request).await.map_err(|e| map_error(&e))?;
                 let mut head = http::Response::new(Vec::new());
