@@ -22,6 +22,7 @@ impl Clock {
     }
 
     /// Records `now` and returns the time to act on.
+    #[inline]
     pub(crate) fn observe(&mut self, now: Instant) -> Instant {
         if now > self.latest {
             self.latest = now;

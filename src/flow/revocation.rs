@@ -49,6 +49,12 @@ impl Revocations {
         self.waiting.push_back((token, hint));
     }
 
+    /// Nothing to revoke and nothing under way.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.is_none() && self.waiting.is_empty()
+    }
+
     pub(crate) fn is_current(&self, id: RequestId) -> bool {
         matches!(&self.active, Some(Active { state: State::InFlight { id: current, .. }, .. }) if *current == id)
     }

@@ -75,6 +75,7 @@ impl HeldAccess {
         })
     }
 
+    #[inline]
     pub(crate) fn is_usable(&self, now: Instant) -> bool {
         !self.refused && now < self.expires_at
     }
