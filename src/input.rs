@@ -7,7 +7,9 @@ use http::{HeaderMap, HeaderValue, header};
 use crate::output::{Generation, RequestId};
 
 /// An input to [`TokenFlow::handle_input`](crate::TokenFlow::handle_input).
-#[derive(Debug)]
+///
+/// `Debug` shows a response's status, header names and body size, never its body: the body
+/// of a token endpoint answer holds the tokens.
 #[non_exhaustive]
 pub enum Input {
     /// The answer to a request the flow asked for, whatever its status.
@@ -34,6 +36,34 @@ pub enum Input {
     },
     /// Time has passed (the instant from [`Output::Idle`](crate::Output::Idle) was reached).
     Timeout,
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Response { id, response } => f
+                .debug_struct("Response")
+                .field("id", id)
+                .field("status", &response.status())
+                .field("headers", &response.headers().keys().collect::<Vec<_>>())
+                .field("body_len", &response.body().len())
+                .finish(),
+            Input::Failed { id, error } => f
+                .debug_struct("Failed")
+                .field("id", id)
+                .field("error", error)
+                .finish(),
+            Input::Unauthorized {
+                generation,
+                www_authenticate,
+            } => f
+                .debug_struct("Unauthorized")
+                .field("generation", generation)
+                .field("www_authenticate", www_authenticate)
+                .finish(),
+            Input::Timeout => f.write_str("Timeout"),
+        }
+    }
 }
 
 impl Input {
@@ -133,3 +163,31 @@ impl fmt::Display for TransportError {
 }
 
 impl std::error::Error for TransportError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_response_body() {
+        let body = br#"{"access_token":"AT-very-secret","refresh_token":"RT-very-secret"}"#;
+        let response = http::Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .unwrap();
+        let input = Input::Response {
+            id: RequestId(3),
+            response,
+        };
+        let text = format!("{input:?}");
+        assert_eq!(
+            text,
+            "Response { id: RequestId(3), status: 200, headers: [\"content-type\"], body_len: 66 }"
+        );
+        // Neither as text nor as the list of numbers a byte slice prints as.
+        let as_numbers = format!("{:?}", &b"AT-very"[..]);
+        assert!(!text.contains("very-secret"));
+        assert!(!text.contains(&as_numbers[1..as_numbers.len() - 1]));
+    }
+}

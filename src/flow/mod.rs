@@ -62,6 +62,11 @@ pub struct TokenFlow {
     attempt: Option<Attempt>,
     /// The reason last announced with `LoginRequired`, so it is announced once.
     login_required: Option<LoginRequiredReason>,
+    /// After a renewal failed for good, no proactive renewal starts before this instant.
+    /// Without it a renewal point already passed would start the next attempt at once, and a
+    /// server that keeps failing would be asked again and again without pause (in a tight
+    /// loop when it fails without retries, e.g. with a 4xx or an unusable 200).
+    renewal_hold: Option<Instant>,
     queue: VecDeque<Queued>,
     next_request: u64,
     /// The authorization-code login waiting for its callback, if any.
@@ -104,6 +109,7 @@ impl TokenFlow {
             releasing: None,
             attempt: None,
             login_required: None,
+            renewal_hold: None,
             queue: VecDeque::new(),
             next_request: 1,
             authorization: None,
@@ -275,6 +281,7 @@ impl TokenFlow {
         self.login_required = None;
         self.unreleased = false;
         self.releasing = None;
+        self.renewal_hold = None;
         if let Some(tokens) = self.tokens.take() {
             self.queue.push_back(Queued::Event(Event::TokensCleared));
             if self.config.revocation_endpoint.is_some() {
@@ -447,7 +454,10 @@ impl TokenFlow {
         if access.refused || self.renewal().is_err() {
             return None;
         }
-        Some(access.renew_at)
+        Some(match self.renewal_hold {
+            Some(hold) => access.renew_at.max(hold),
+            None => access.renew_at,
+        })
     }
 
     #[inline]
@@ -615,6 +625,7 @@ impl TokenFlow {
         match TokenSet::from_response(&self.config, &self.clock, now, grant, response, previous) {
             Some(tokens) => {
                 self.attempt = None;
+                self.renewal_hold = None;
                 self.generation += 1;
                 self.unreleased = true;
                 self.login_required = None;
@@ -837,6 +848,15 @@ impl TokenFlow {
             attempts: attempt.sends,
             cause,
         })));
+        if attempt.purpose == Purpose::Renewal {
+            // The retries within the attempt are spent: wait at least the longest backoff
+            // before renewing on the flow's own initiative again. Callers (`access`, a 401)
+            // may still ask for a renewal at any time.
+            self.renewal_hold = Some(
+                now.checked_add(self.config.retry.max_backoff)
+                    .unwrap_or(now),
+            );
+        }
         if attempt.purpose == Purpose::Renewal && self.bearer(now).is_none() {
             if let Err(reason) = self.renewal() {
                 self.require_login(reason);
@@ -919,5 +939,153 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<TokenFlow>();
         assert_send_sync::<Output>();
+    }
+
+    const LIFETIME: u64 = 600;
+
+    fn flow(max_retries: u32) -> (TokenFlow, Instant) {
+        let config = Config::builder("https://id.example/token", "app")
+            .client_secret("secret")
+            .retry(crate::config::RetryPolicy {
+                max_retries,
+                ..crate::config::RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        (
+            TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000)),
+            now,
+        )
+    }
+
+    fn answer(status: u16, body: &str) -> http::Response<Vec<u8>> {
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    }
+
+    /// Drains the flow; returns the ids of the requests it sent, the number of failures, and
+    /// when it wants to be woken.
+    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, usize, Option<Instant>) {
+        let (mut sent, mut failed) = (Vec::new(), 0);
+        for _ in 0..64 {
+            match flow.poll_output() {
+                Output::Send(request) => sent.push(request.id),
+                Output::Event(Event::Failed(_)) => failed += 1,
+                Output::Event(_) => {}
+                Output::Idle { until } => return (sent, failed, until),
+            }
+        }
+        panic!("no Idle");
+    }
+
+    fn logged_in(max_retries: u32) -> (TokenFlow, Instant) {
+        let (mut flow, now) = flow(max_retries);
+        flow.login(now, Credentials::password("joe", "pw"));
+        let (sent, _, _) = drain(&mut flow);
+        let body = format!(
+            r#"{{"access_token":"AT1","token_type":"Bearer","expires_in":{LIFETIME},"refresh_token":"RT1"}}"#
+        );
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: sent[0],
+                response: answer(200, &body),
+            },
+        );
+        drain(&mut flow);
+        assert!(matches!(flow.access(now), Access::Ready(_)));
+        (flow, now)
+    }
+
+    /// Runs the host loop from `now` for `total`, waking whenever asked (at once when the
+    /// instant asked for has passed) and answering every request with `status` and `body`.
+    /// Returns how many requests were sent, and fails if the flow asks for work at one instant
+    /// again and again.
+    fn run(
+        flow: &mut TokenFlow,
+        mut now: Instant,
+        total: Duration,
+        status: u16,
+        body: &str,
+    ) -> usize {
+        let end = now + total;
+        let (mut requests, mut at_this_instant) = (0, 0);
+        flow.handle_input(now, Input::Timeout);
+        loop {
+            let (sent, _, until) = drain(flow);
+            for id in sent {
+                requests += 1;
+                flow.handle_input(
+                    now,
+                    Input::Response {
+                        id,
+                        response: answer(status, body),
+                    },
+                );
+            }
+            match until {
+                Some(until) if until <= now => {
+                    at_this_instant += 1;
+                    assert!(at_this_instant < 20, "woken again and again at one instant");
+                }
+                Some(until) if until < end => {
+                    now = until;
+                    at_this_instant = 0;
+                }
+                _ => return requests,
+            }
+            flow.handle_input(now, Input::Timeout);
+        }
+    }
+
+    #[test]
+    fn a_proactive_renewal_refused_for_good_is_not_repeated_at_once() {
+        // A renewal point already passed restarted the renewal as soon as it failed; with a
+        // host that wakes at once for an `Idle` instant already past, an error without
+        // retries (a 4xx, an unusable 200) made the flow ask the server again and again
+        // without time passing.
+        for (status, body) in [
+            (404, "<html>Not Found</html>"),
+            (400, r#"{"error":"invalid_scope"}"#),
+            (200, r#"{"access_token":"AT2","token_type":"mac"}"#),
+        ] {
+            let (mut flow, start) = logged_in(0);
+            let renew_at = start + Duration::from_secs(LIFETIME - 30);
+            let requests = run(&mut flow, renew_at, Duration::from_secs(29), status, body);
+            assert!(requests <= 1, "{status}: {requests} requests");
+            // The hold ends after the longest backoff: one more try, not a storm.
+            let later = renew_at + Duration::from_secs(31);
+            let requests = run(&mut flow, later, Duration::from_secs(1), status, body);
+            assert!(requests <= 1, "{status}: {requests} requests");
+        }
+    }
+
+    #[test]
+    fn a_proactive_renewal_that_failed_after_its_retries_waits_before_the_next() {
+        let (mut flow, start) = logged_in(3);
+        let renew_at = start + Duration::from_secs(LIFETIME - 30);
+        let busy = r#"{"error":"temporarily_unavailable"}"#;
+        // Ten minutes of outage: attempts of four requests, spaced by at least 30 s.
+        let requests = run(&mut flow, renew_at, Duration::from_secs(600), 503, busy);
+        assert!(requests <= 4 * (1 + 600 / 30), "{requests} requests");
+        assert!(requests >= 4, "{requests} requests");
+        // A caller may still ask at any time, and the server is back.
+        let now = renew_at + Duration::from_secs(601);
+        assert_eq!(flow.access(now), Access::Pending);
+        let (sent, _, _) = drain(&mut flow);
+        let body = r#"{"access_token":"AT3","token_type":"Bearer","expires_in":600}"#;
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: sent[0],
+                response: answer(200, body),
+            },
+        );
+        drain(&mut flow);
+        assert!(matches!(flow.access(now), Access::Ready(_)));
     }
 }
