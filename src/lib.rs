@@ -59,6 +59,15 @@
 //! (`invalid_grant`) is cleared ([`Event::TokensCleared`]) and [`Event::LoginRequired`]
 //! follows. No error, `Debug` or `Display` output ever contains a secret.
 //!
+//! ## ID tokens
+//!
+//! When a server issues an OpenID Connect ID token, the flow keeps it raw
+//! ([`StoredTokens::id_token`], [`TokenResponse::id_token`]) and carries it over refreshes that
+//! do not return a new one. It does **not** validate it: no signature, `iss`, `aud`, `exp` or
+//! `nonce` check, since that needs the provider's keys and a JOSE library. An application that
+//! relies on the ID token's claims validates it itself, with the `nonce` from
+//! [`AuthorizationRequest::nonce`]. The access token is what the flow manages.
+//!
 //! ## Features
 //!
 //! | feature | default | what it adds |

@@ -191,7 +191,7 @@ impl TokenFlow {
             verifier: pkce.verifier,
             redirect_uri,
         });
-        Ok(AuthorizationRequest { url, state })
+        Ok(AuthorizationRequest { url, state, nonce })
     }
 
     /// Completes the authorization-code login with the redirect the browser came back with (the

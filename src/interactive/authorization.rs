@@ -14,6 +14,10 @@ pub struct AuthorizationRequest {
     pub url: String,
     /// The `state` value the callback must carry back.
     pub state: String,
+    /// The `nonce` sent when `openid` is in the scope. The flow does not validate ID tokens;
+    /// an application that relies on one checks its signature, `iss`, `aud`, `exp` and this
+    /// `nonce` itself (OpenID Connect Core §3.1.3.7).
+    pub nonce: Option<String>,
 }
 
 /// What the flow remembers between the authorization request and the callback.
