@@ -376,10 +376,10 @@ fn oauth2_server_restart_from_file_store() {
     restart_from_file_store(ServerKind::NodeOauth2Server);
 }
 
-const LOAD_THREADS: usize = 16;
+const LOAD_THREADS: usize = 64;
 const LOAD_DURATION: Duration = Duration::from_secs(20);
 
-/// Sixteen threads share one client for twenty seconds of two-second tokens.
+/// Sixty-four threads share one client for twenty seconds of two-second tokens.
 fn load(kind: ServerKind) {
     let server = RunningServer::start(kind, json!({ "accessTokenTtl": 2 }));
     let client = BlockingClient::new(
