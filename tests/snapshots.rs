@@ -142,13 +142,8 @@ fn stored(expired: bool) -> StoredTokens {
     }
 }
 
-#[test]
-fn refresh_token_with_basic() {
-    let config = builder("https://id.example/token", "app")
-        .client_secret("cs-SECRET")
-        .scope("api offline_access")
-        .build()
-        .unwrap();
+/// A flow restored with an expired access token, asked for access: it is refreshing.
+fn refreshing(config: Config) -> (TokenFlow, Instant) {
     let now = Instant::now();
     let mut flow = TokenFlow::restore(
         config,
@@ -159,6 +154,17 @@ fn refresh_token_with_basic() {
     )
     .unwrap();
     let _ = flow.access(now);
+    (flow, now)
+}
+
+#[test]
+fn refresh_token_with_basic() {
+    let config = builder("https://id.example/token", "app")
+        .client_secret("cs-SECRET")
+        .scope("api offline_access")
+        .build()
+        .unwrap();
+    let (mut flow, _) = refreshing(config);
     insta::assert_snapshot!(render(&first_request(&mut flow)));
 }
 
@@ -270,16 +276,7 @@ fn events_and_outputs() {
         .client_secret("cs-SECRET")
         .build()
         .unwrap();
-    let now = Instant::now();
-    let mut flow = TokenFlow::restore(
-        config,
-        stored(true),
-        1u64,
-        now,
-        UnixTime::from_secs(1_700_000_000),
-    )
-    .unwrap();
-    let _ = flow.access(now);
+    let (mut flow, now) = refreshing(config);
     let mut lines = Vec::new();
     let drain = |flow: &mut TokenFlow, lines: &mut Vec<String>| -> Option<tokenflow::RequestId> {
         let mut sent = None;
