@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh 120                    # every target, 120 s each
 #   FUZZ_TARGETS="flow" scripts/fuzz.sh 600
 #   FUZZ_JOBS=2 scripts/fuzz.sh 300        # two workers per target
+#   FUZZ_SEED=1 scripts/fuzz.sh 60          # the same mutations every run (CI)
 #
 # New inputs found along the way are written to fuzz/corpus/<target>/ (see fuzz/README.md
 # before committing any); crashes to fuzz/artifacts/<target>/.
@@ -36,6 +37,9 @@ for target in $targets; do
     echo "== $target: ${seconds}s" >&2
     started=$SECONDS
     args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048)
+    if [ -n "${FUZZ_SEED:-}" ]; then
+        args+=(-seed="$FUZZ_SEED")
+    fi
     if [ "$jobs" -gt 1 ]; then
         args+=(-jobs="$jobs" -workers="$jobs")
     fi
