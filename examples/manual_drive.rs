@@ -7,8 +7,6 @@
 //!     --scope "api offline_access" --api-url https://api.example/resource
 //! ```
 
-#[path = "support/args.rs"]
-mod args;
 #[path = "../tests/support/fake_api.rs"]
 #[allow(dead_code)]
 mod fake_api;
@@ -18,6 +16,9 @@ mod fake_auth;
 #[path = "support/loopback.rs"]
 #[allow(dead_code)]
 mod loopback;
+#[path = "support/settings.rs"]
+#[allow(dead_code)]
+mod settings;
 
 use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,7 +28,7 @@ use tokenflow::{
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = args::Args::parse();
+    let args = settings::Settings::parse(&[])?;
     // Keep the embedded server alive for the whole run when no real one is given.
     let (embedded, endpoint) = match args.get("token-endpoint") {
         Some(endpoint) => (None, endpoint),

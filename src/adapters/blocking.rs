@@ -53,7 +53,8 @@ use http::{Request, Response, StatusCode};
 use crate::Config;
 use crate::adapters::engine::{CredentialsSource, Engine, Step, Ticket, Want, Work};
 use crate::adapters::interactive::{
-    LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, read_metadata, try_next_kind,
+    LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, oversized_metadata,
+    read_metadata, try_next_kind,
 };
 use crate::adapters::log;
 use crate::adapters::store::{StoreError, TokenStore};
@@ -293,11 +294,8 @@ pub fn fetch_metadata<T: Transport>(
         let response = transport
             .send(request, deadline, METADATA_MAX_BODY)
             .map_err(Error::Transport)?;
-        if response.body().len() > METADATA_MAX_BODY {
-            return Err(Error::Transport(TransportError::new(
-                TransportErrorKind::BodyTooLarge,
-                format!("the metadata document is larger than {METADATA_MAX_BODY} bytes"),
-            )));
+        if let Some(error) = oversized_metadata(&response) {
+            return Err(Error::Transport(error));
         }
         match read_metadata(issuer, &response) {
             Ok(metadata) => return Ok(metadata),

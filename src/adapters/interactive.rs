@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::discovery::{DiscoveryError, MetadataKind, ProviderMetadata};
 use crate::error::{FailureCause, FlowError};
 use crate::grant::GrantKind;
+use crate::input::{TransportError, TransportErrorKind};
 use crate::output::Event;
 use crate::revocation::TokenTypeHint;
 use crate::token::ErrorCode;
@@ -110,6 +111,16 @@ pub(crate) const METADATA_KINDS: [MetadataKind; 2] =
 /// Whether the next kind of document is worth trying after `error`.
 pub(crate) fn try_next_kind(error: &DiscoveryError) -> bool {
     matches!(error, DiscoveryError::Status { status, .. } if *status == http::StatusCode::NOT_FOUND)
+}
+
+/// The transport error for a metadata document over [`METADATA_MAX_BODY`], if it is one.
+pub(crate) fn oversized_metadata(response: &http::Response<Vec<u8>>) -> Option<TransportError> {
+    (response.body().len() > METADATA_MAX_BODY).then(|| {
+        TransportError::new(
+            TransportErrorKind::BodyTooLarge,
+            format!("the metadata document is larger than {METADATA_MAX_BODY} bytes"),
+        )
+    })
 }
 
 /// Reads a metadata response for `issuer`.

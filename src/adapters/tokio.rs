@@ -48,7 +48,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::driver::{DRAIN_BOUND, clock_reading, seed};
 use super::interactive::{
     DeviceEnd, LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, device_end,
-    read_metadata, try_next_kind,
+    oversized_metadata, read_metadata, try_next_kind,
 };
 use super::store::{MemoryStore, StoreError, TokenStore};
 use crate::discovery::{DiscoveryError, ProviderMetadata, metadata_request};
@@ -366,11 +366,8 @@ pub async fn fetch_metadata(
                 )));
             }
         };
-        if response.body().len() > METADATA_MAX_BODY {
-            return Err(Error::Transport(TransportError::new(
-                TransportErrorKind::BodyTooLarge,
-                format!("the metadata document exceeds {METADATA_MAX_BODY} bytes"),
-            )));
+        if let Some(error) = oversized_metadata(&response) {
+            return Err(Error::Transport(error));
         }
         match read_metadata(issuer, &response) {
             Ok(metadata) => return Ok(metadata),
