@@ -99,6 +99,11 @@ export function readBody(req, limit = 1 << 20) {
 /** Binds an HTTP server to 127.0.0.1 on a free port and resolves with the server and port. */
 export function listenLoopback() {
   const server = http.createServer();
+  // Node closes a keep-alive connection after 5 s idle by default. A client pool may pick
+  // such a connection in the instant the server closes it, and the request then fails with a
+  // reset that no client can tell apart from a server fault. Idle connections here live
+  // longer than any test, so a reset means a real fault.
+  server.keepAliveTimeout = 10 * 60 * 1000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
