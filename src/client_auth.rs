@@ -5,29 +5,41 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::config::{ClientAuth, Config};
+use crate::form::{self, FormBody};
 
-/// Adds the client's credentials to a token request: an `Authorization: Basic` header, or
-/// `client_id` (and `client_secret`) form fields.
-pub(crate) fn authenticate(
-    config: &Config,
-    headers: &mut HeaderMap,
-    form: &mut form_urlencoded::Serializer<'_, String>,
-) {
-    if let Some(basic) = &config.basic_authorization {
-        headers.insert(header::AUTHORIZATION, basic.clone());
+/// Adds the client's credentials to a token request's form when they go there: `client_id`,
+/// and `client_secret` with [`ClientAuth::SecretPost`]. With HTTP Basic they are in
+/// [`form_headers`] instead.
+pub(crate) fn authenticate(config: &Config, form: &mut FormBody) {
+    if config.basic_authorization.is_some() {
         return;
     }
     match (config.client_auth, &config.client_secret) {
         (ClientAuth::SecretPost, Some(secret)) => {
-            form.append_pair("client_id", &config.client_id);
-            form.append_pair("client_secret", secret.expose_secret());
+            form.pair("client_id", &config.client_id);
+            form.pair("client_secret", secret.expose_secret());
         }
         // A public client (or a basic method, whose header `Config::build` always makes)
         // identifies itself by id alone.
         _ => {
-            form.append_pair("client_id", &config.client_id);
+            form.pair("client_id", &config.client_id);
         }
     }
+}
+
+/// The headers of a form `POST` to the authorization server: HTTP Basic client
+/// authentication when configured, the form's content type, and JSON asked for.
+pub(crate) fn form_headers(basic: Option<&HeaderValue>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    if let Some(basic) = basic {
+        headers.insert(header::AUTHORIZATION, basic.clone());
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers
 }
 
 /// The `Authorization` header value for HTTP Basic client authentication, marked sensitive so
@@ -55,7 +67,7 @@ pub fn basic(client_id: &str, secret: &str, form_encode: bool) -> HeaderValue {
 
 /// `application/x-www-form-urlencoded` encoding of one value (space becomes `+`).
 fn form_encode_component(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    form::encode(value)
 }
 
 #[cfg(test)]

@@ -81,6 +81,9 @@ pub struct Config {
     pub(crate) redirect_uri: Option<String>,
     /// The `Authorization: Basic` value, built once: it never changes.
     pub(crate) basic_authorization: Option<http::HeaderValue>,
+    /// The headers of every form `POST` to the authorization server, built once and cloned
+    /// for each request.
+    pub(crate) form_headers: http::HeaderMap,
 }
 
 impl Config {
@@ -427,6 +430,7 @@ impl ConfigBuilder {
             device_authorization_endpoint,
             revocation_endpoint,
             redirect_uri: self.redirect_uri,
+            form_headers: crate::client_auth::form_headers(basic_authorization.as_ref()),
             basic_authorization,
         })
     }

@@ -133,6 +133,7 @@ pub mod config;
 pub mod discovery;
 mod error;
 mod flow;
+mod form;
 pub mod grant;
 mod input;
 pub mod interactive;

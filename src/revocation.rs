@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use http::{HeaderMap, Request};
+use http::Request;
 
 use crate::client_auth;
 use crate::config::Config;
+use crate::form::FormBody;
 use crate::grant::form_post;
 
 /// Which kind of token a revocation is about (RFC 7009 §2.1 `token_type_hint`).
@@ -41,12 +42,11 @@ pub fn revocation_request(
     hint: TokenTypeHint,
 ) -> Option<Request<Vec<u8>>> {
     let endpoint = config.revocation_endpoint.clone()?;
-    let mut headers = HeaderMap::with_capacity(4);
-    let mut form = form_urlencoded::Serializer::new(String::with_capacity(96));
-    form.append_pair("token", token);
-    form.append_pair("token_type_hint", hint.as_str());
-    client_auth::authenticate(config, &mut headers, &mut form);
-    Some(form_post(endpoint, headers, form.finish()))
+    let mut form = FormBody::with_capacity(96);
+    form.pair("token", token);
+    form.pair("token_type_hint", hint.as_str());
+    client_auth::authenticate(config, &mut form);
+    Some(form_post(config, endpoint, form.finish()))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Building the token request for each grant (RFC 6749 §3.2, §4.3.2, §4.4.2, §6).
 
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use http::{Method, Request, Uri};
 
 use crate::client_auth;
 use crate::config::Config;
+use crate::form::FormBody;
 use crate::grant::GrantKind;
 use crate::secret::{Password, RefreshToken, SecretString};
 
@@ -54,53 +55,78 @@ impl TokenGrant {
 /// asked for, client authentication per the configuration. Query parameters already in the
 /// endpoint URL (as some gateways want `?grant_type=…`) are kept as they are.
 pub fn build_token_request(config: &Config, grant: &TokenGrant) -> Request<Vec<u8>> {
-    let mut headers = HeaderMap::with_capacity(4);
-    let mut form = form_urlencoded::Serializer::new(String::with_capacity(128));
-    form.append_pair("grant_type", grant.kind().as_str());
+    let mut form = FormBody::with_capacity(body_capacity(config, grant));
+    form.pair("grant_type", grant.kind().as_str());
     match grant {
         TokenGrant::Password { username, password } => {
-            form.append_pair("username", username);
-            form.append_pair("password", password.expose_secret());
+            form.pair("username", username);
+            form.pair("password", password.expose_secret());
             if let Some(scope) = &config.scope {
-                form.append_pair("scope", scope);
+                form.pair("scope", scope);
             }
         }
         TokenGrant::ClientCredentials => {
             if let Some(scope) = &config.scope {
-                form.append_pair("scope", scope);
+                form.pair("scope", scope);
             }
         }
         TokenGrant::RefreshToken(token) => {
-            form.append_pair("refresh_token", token.expose_secret());
+            form.pair("refresh_token", token.expose_secret());
         }
         TokenGrant::AuthorizationCode {
             code,
             redirect_uri,
             code_verifier,
         } => {
-            form.append_pair("code", code.expose_secret());
-            form.append_pair("redirect_uri", redirect_uri);
-            form.append_pair("code_verifier", code_verifier.expose_secret());
+            form.pair("code", code.expose_secret());
+            form.pair("redirect_uri", redirect_uri);
+            form.pair("code_verifier", code_verifier.expose_secret());
         }
         TokenGrant::DeviceCode(device_code) => {
-            form.append_pair("device_code", device_code.expose_secret());
+            form.pair("device_code", device_code.expose_secret());
         }
     }
-    client_auth::authenticate(config, &mut headers, &mut form);
-    form_post(config.token_endpoint.clone(), headers, form.finish())
+    client_auth::authenticate(config, &mut form);
+    form_post(config, config.token_endpoint.clone(), form.finish())
+}
+
+/// Room for the body without growing it: the raw lengths, plus a little for escapes.
+fn body_capacity(config: &Config, grant: &TokenGrant) -> usize {
+    let values = match grant {
+        TokenGrant::Password { username, password } => {
+            username.len() + password.expose_secret().len() + 20
+        }
+        TokenGrant::ClientCredentials => 0,
+        TokenGrant::RefreshToken(token) => token.expose_secret().len() + 15,
+        TokenGrant::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            code.expose_secret().len()
+                + redirect_uri.len()
+                + code_verifier.expose_secret().len()
+                + 40
+        }
+        TokenGrant::DeviceCode(code) => code.expose_secret().len() + 15,
+    };
+    let scope = config.scope.as_ref().map_or(0, |scope| scope.len() + 7);
+    let client = config.client_id.len()
+        + config
+            .client_secret
+            .as_ref()
+            .map_or(0, |s| s.expose_secret().len())
+        + 30;
+    // `grant_type=urn:ietf:params:oauth:grant-type:device_code` is the longest grant type.
+    64 + values + scope + client + (values + scope) / 4
 }
 
 /// A form `POST` asking for JSON: the shape of every request to an OAuth endpoint.
-pub(crate) fn form_post(uri: Uri, mut headers: HeaderMap, body: String) -> Request<Vec<u8>> {
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    let mut request = Request::new(body.into_bytes());
+pub(crate) fn form_post(config: &Config, uri: Uri, body: Vec<u8>) -> Request<Vec<u8>> {
+    let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
+    *request.headers_mut() = config.form_headers.clone();
     request
 }
 
@@ -108,6 +134,7 @@ pub(crate) fn form_post(uri: Uri, mut headers: HeaderMap, body: String) -> Reque
 mod tests {
     use super::*;
     use crate::config::ClientAuth;
+    use http::header;
 
     fn body(request: &Request<Vec<u8>>) -> &str {
         std::str::from_utf8(request.body()).unwrap()

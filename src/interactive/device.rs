@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::client_auth;
 use crate::config::Config;
+use crate::form::FormBody;
 use crate::grant::form_post;
 use crate::secret::SecretString;
 use crate::token::Malformation;
@@ -45,13 +46,12 @@ pub(crate) struct DeviceGrant {
 /// The device authorization request: the configured scope and client authentication.
 pub(crate) fn device_authorization_request(config: &Config) -> Option<Request<Vec<u8>>> {
     let endpoint = config.device_authorization_endpoint.clone()?;
-    let mut headers = HeaderMap::with_capacity(4);
-    let mut form = form_urlencoded::Serializer::new(String::with_capacity(64));
+    let mut form = FormBody::with_capacity(64);
     if let Some(scope) = &config.scope {
-        form.append_pair("scope", scope);
+        form.pair("scope", scope);
     }
-    client_auth::authenticate(config, &mut headers, &mut form);
-    Some(form_post(endpoint, headers, form.finish()))
+    client_auth::authenticate(config, &mut form);
+    Some(form_post(config, endpoint, form.finish()))
 }
 
 /// Reads the device authorization response (RFC 8628 §3.2), accepting the
