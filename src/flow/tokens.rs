@@ -81,9 +81,16 @@ impl HeldAccess {
     }
 }
 
+const BEARER: &[u8] = b"Bearer ";
+
 /// `Bearer <token>` as a sensitive header value; `None` for a token that cannot be sent.
 pub(crate) fn bearer_header(token: &AccessToken) -> Option<HeaderValue> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+    let token = token.expose_secret().as_bytes();
+    // Sized exactly, so that the header value takes the buffer over without copying it.
+    let mut bytes = Vec::with_capacity(BEARER.len() + token.len());
+    bytes.extend_from_slice(BEARER);
+    bytes.extend_from_slice(token);
+    let mut value = HeaderValue::try_from(bytes).ok()?;
     value.set_sensitive(true);
     Some(value)
 }
@@ -109,10 +116,10 @@ impl TokenSet {
             Some(previous) => (
                 previous.origin,
                 previous.refresh,
-                previous.scope,
+                Some(previous.scope),
                 previous.id_token,
             ),
-            None => (grant, None, config.scope.clone(), None),
+            None => (grant, None, None, None),
         };
         let refresh = match response.refresh_token {
             Some(token) => Some(HeldRefresh {
@@ -129,7 +136,10 @@ impl TokenSet {
             origin,
             access: Some(access),
             refresh,
-            scope: response.scope.or(old_scope),
+            // The configured scope is copied only when the server did not state one.
+            scope: response
+                .scope
+                .or_else(|| old_scope.unwrap_or_else(|| config.scope.clone())),
             id_token: response.id_token.or(old_id_token),
             issued_at,
             extra: response.extra,

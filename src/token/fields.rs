@@ -5,6 +5,7 @@
 //! `access_token` is not) and so that no parser error ever quotes a value back: serde's
 //! messages would print a token that had the wrong type.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,17 +19,39 @@ use crate::token::error::Malformation;
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The top-level fields of a response body, in order, with the first duplicated name noted.
-#[derive(Default)]
-pub(crate) struct Fields {
-    entries: Vec<(String, Value)>,
-    duplicate: Option<String>,
+///
+/// Names borrow from the body when they can; values are owned, since the ones kept (tokens,
+/// scope) outlive the body.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Fields<'a> {
+    entries: Vec<(Cow<'a, str>, Value)>,
+    duplicate: Option<Cow<'a, str>>,
 }
 
-impl Fields {
+impl<'a> Fields<'a> {
+    /// Room for a typical token response's fields without growing.
+    pub(crate) fn with_typical_capacity() -> Fields<'a> {
+        Fields {
+            entries: Vec::with_capacity(8),
+            duplicate: None,
+        }
+    }
+
     /// Reads a JSON object. Anything else, or invalid JSON, is a [`Malformation`] that quotes
     /// nothing from the body.
-    pub(crate) fn from_json(body: &[u8]) -> Result<Fields, Malformation> {
-        serde_json::from_slice::<Fields>(body).map_err(|err| match err.classify() {
+    ///
+    /// The common shape is read by [`flat_json`](super::flat_json) in one pass; whatever that
+    /// reader leaves is read by serde_json, with the same result.
+    pub(crate) fn from_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
+        match super::flat_json::read(body) {
+            Some(fields) => Ok(fields),
+            None => Fields::from_any_json(body),
+        }
+    }
+
+    /// Reads any JSON body with serde_json.
+    pub(crate) fn from_any_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
+        serde_json::from_slice::<Fields<'a>>(body).map_err(|err| match err.classify() {
             serde_json::error::Category::Data => Malformation::NotAnObject,
             _ => Malformation::NotJson {
                 line: err.line(),
@@ -38,15 +61,15 @@ impl Fields {
     }
 
     /// Reads an `application/x-www-form-urlencoded` body (some older servers answer so).
-    pub(crate) fn from_form(body: &[u8]) -> Fields {
+    pub(crate) fn from_form(body: &'a [u8]) -> Fields<'a> {
         let mut fields = Fields::default();
         for (name, value) in form_urlencoded::parse(body) {
-            fields.push(name.into_owned(), Value::String(value.into_owned()));
+            fields.push(name, Value::String(value.into_owned()));
         }
         fields
     }
 
-    fn push(&mut self, name: String, value: Value) {
+    pub(crate) fn push(&mut self, name: Cow<'a, str>, value: Value) {
         if self.duplicate.is_none() && self.entries.iter().any(|(n, _)| *n == name) {
             self.duplicate = Some(name.clone());
         }
@@ -80,25 +103,27 @@ impl Fields {
     pub(crate) fn into_extra(self, known: &[&str]) -> serde_json::Map<String, Value> {
         self.entries
             .into_iter()
-            .filter(|(name, _)| !known.contains(&name.as_str()))
+            .filter(|(name, _)| !known.contains(&name.as_ref()))
+            .map(|(name, value)| (name.into_owned(), value))
             .collect()
     }
 }
 
-impl<'de> Deserialize<'de> for Fields {
+impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor;
 
         impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields;
+            type Value = Fields<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut fields = Fields::default();
-                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Fields::with_typical_capacity();
+                while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+                    let value = map.next_value::<Value>()?;
                     fields.push(name, value);
                 }
                 Ok(fields)
@@ -106,6 +131,40 @@ impl<'de> Deserialize<'de> for Fields {
         }
 
         deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// A field name, borrowed from the body unless it held escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                name: &'de str,
+            ) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
@@ -128,18 +187,25 @@ pub(crate) fn lenient_seconds(value: &Value) -> Result<Option<Duration>, NumberP
             (None, None, Some(float)) => float,
             _ => return Err(NumberProblem::NotANumber),
         },
-        Value::String(text) => {
-            let text = text.trim();
-            if text.is_empty() {
-                return Ok(None);
-            }
-            if let Ok(whole) = text.parse::<u64>() {
-                return Ok(Some(Duration::from_secs(whole).min(MAX_LIFETIME)));
-            }
-            text.parse::<f64>().map_err(|_| NumberProblem::NotANumber)?
-        }
+        Value::String(text) => return seconds_in_text(text),
         _ => return Err(NumberProblem::NotANumber),
     };
+    seconds_from_float(seconds)
+}
+
+/// [`lenient_seconds`] for a number inside a string.
+pub(crate) fn seconds_in_text(text: &str) -> Result<Option<Duration>, NumberProblem> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(whole) = text.parse::<u64>() {
+        return Ok(Some(Duration::from_secs(whole).min(MAX_LIFETIME)));
+    }
+    seconds_from_float(text.parse::<f64>().map_err(|_| NumberProblem::NotANumber)?)
+}
+
+fn seconds_from_float(seconds: f64) -> Result<Option<Duration>, NumberProblem> {
     if !seconds.is_finite() {
         return Err(NumberProblem::NotANumber);
     }

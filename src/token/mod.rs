@@ -2,6 +2,8 @@
 
 mod error;
 pub(crate) mod fields;
+mod flat_json;
+mod known;
 mod response;
 mod stored;
 

@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 use crate::token::error::{ErrorCode, Malformation, OAuthError, ResponseError, excerpt, printable};
-use crate::token::fields::{Fields, NumberProblem, lenient_epoch_millis, lenient_seconds};
+use crate::token::fields::{Fields, NumberProblem};
+use crate::token::flat_json;
+use crate::token::known::{KNOWN_FIELDS, KnownFields, Raw};
 
 /// The kind of access token issued. Only bearer tokens (RFC 6750) are understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,18 +73,6 @@ impl TokenResponse {
     }
 }
 
-const KNOWN_FIELDS: [&str; 9] = [
-    "access_token",
-    "token_type",
-    "expires_in",
-    "refresh_token",
-    "scope",
-    "id_token",
-    "refresh_token_expires_in",
-    "refresh_expires_in",
-    "refresh_token_issued_at",
-];
-
 /// Reads a token endpoint response.
 ///
 /// Forgiving where providers differ and nothing is at stake: `expires_in` as a number, a
@@ -102,8 +92,25 @@ pub fn parse_token_response(
             size: body.len(),
         });
     }
+    // The common case: a success whose body the one-pass reader takes. Anything it leaves
+    // (errors, repeated fields, unusual JSON, form bodies) goes to the general reader, which
+    // reaches the same result on every body both can read.
+    if status.is_success() {
+        if let Some((known, extra)) = flat_json::read_token_response(trim_start(body)) {
+            return token_response(known, extra).map_err(|error| error.at(status));
+        }
+    }
+    read_in_general(status, headers, body)
+}
+
+/// [`parse_token_response`] without the size check and the one-pass reader.
+fn read_in_general(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, ResponseError> {
     let malformed = |problem| ResponseError::Malformed { status, problem };
-    let fields = match read_fields(headers, body) {
+    let mut fields = match read_fields(headers, body) {
         Ok(fields) => fields,
         Err(problem) if status.is_success() => return Err(malformed(problem)),
         Err(_) => {
@@ -129,10 +136,8 @@ pub fn parse_token_response(
     if let Some(name) = fields.duplicate() {
         return Err(malformed(Malformation::DuplicateField(printable(name, 64))));
     }
-    token_response(fields).map_err(|error| match error {
-        Problem::Malformed(problem) => malformed(problem),
-        Problem::TokenType(token_type) => ResponseError::UnsupportedTokenType { token_type },
-    })
+    let known = KnownFields::take_from(&mut fields);
+    token_response(known, fields.into_extra(&KNOWN_FIELDS)).map_err(|error| error.at(status))
 }
 
 /// After a success response that could not be read, the refresh token it carries, if any.
@@ -150,7 +155,7 @@ pub(crate) fn salvage_refresh_token(headers: &HeaderMap, body: &[u8]) -> Option<
     }
 }
 
-fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, Malformation> {
+fn read_fields<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
     let trimmed = trim_start(body);
     if trimmed.is_empty() {
         return Err(Malformation::Empty);
@@ -206,51 +211,64 @@ enum Problem {
     TokenType(String),
 }
 
+impl Problem {
+    fn at(self, status: StatusCode) -> ResponseError {
+        match self {
+            Problem::Malformed(problem) => ResponseError::Malformed { status, problem },
+            Problem::TokenType(token_type) => ResponseError::UnsupportedTokenType { token_type },
+        }
+    }
+}
+
 impl From<Malformation> for Problem {
     fn from(problem: Malformation) -> Self {
         Problem::Malformed(problem)
     }
 }
 
-fn token_response(mut fields: Fields) -> Result<TokenResponse, Problem> {
-    // Fields are taken out of the list, not copied: what is left is `extra`.
-    let access_token = match fields.take("access_token") {
+/// The response described by its known fields and the others, each known field judged on
+/// its own.
+fn token_response(
+    known: KnownFields<'_>,
+    extra: serde_json::Map<String, Value>,
+) -> Result<TokenResponse, Problem> {
+    let access_token = match known.access_token {
         None => return Err(Malformation::MissingField("access_token").into()),
-        Some(Value::String(token)) if token.is_empty() => {
+        Some(Raw::Text(token)) if token.is_empty() => {
             return Err(Malformation::MissingField("access_token").into());
         }
-        Some(Value::String(token)) if !is_sendable(&token) => {
+        Some(Raw::Text(token)) if !is_sendable(&token) => {
             return Err(Malformation::UnsendableToken("access_token").into());
         }
-        Some(Value::String(token)) => AccessToken::new(token),
-        Some(_) => return Err(wrong_type("access_token", "a string").into()),
+        Some(Raw::Text(token)) => AccessToken::new(token),
+        Some(Raw::Json(_)) => return Err(wrong_type("access_token", "a string").into()),
     };
-    let token_type = match fields.take("token_type") {
+    let token_type = match known.token_type {
         None => TokenType::Bearer,
-        Some(Value::String(kind)) if is_bearer(&kind) => TokenType::Bearer,
-        Some(Value::String(kind)) => return Err(Problem::TokenType(printable(&kind, 32))),
-        Some(_) => return Err(wrong_type("token_type", "a string").into()),
+        Some(Raw::Text(kind)) if is_bearer(&kind) => TokenType::Bearer,
+        Some(Raw::Text(kind)) => return Err(Problem::TokenType(printable(&kind, 32))),
+        Some(Raw::Json(_)) => return Err(wrong_type("token_type", "a string").into()),
     };
-    let expires_in = match fields.take("expires_in").as_ref().map(lenient_seconds) {
+    let expires_in = match known.expires_in.as_ref().map(Raw::seconds) {
         None => None,
         Some(Ok(lifetime)) => lifetime,
         Some(Err(NumberProblem::Negative | NumberProblem::NotANumber)) => {
             return Err(Malformation::InvalidExpiresIn.into());
         }
     };
-    let refresh_token = match fields.take("refresh_token") {
+    let refresh_token = match known.refresh_token {
         None => None,
-        Some(Value::String(token)) if token.is_empty() => None,
-        Some(Value::String(token)) if !is_sendable(&token) => {
+        Some(Raw::Text(token)) if token.is_empty() => None,
+        Some(Raw::Text(token)) if !is_sendable(&token) => {
             return Err(Malformation::UnsendableToken("refresh_token").into());
         }
-        Some(Value::String(token)) => Some(RefreshToken::new(token)),
-        Some(_) => return Err(wrong_type("refresh_token", "a string").into()),
+        Some(Raw::Text(token)) => Some(RefreshToken::new(token)),
+        Some(Raw::Json(_)) => return Err(wrong_type("refresh_token", "a string").into()),
     };
-    let scope = match fields.take("scope") {
+    let scope = match known.scope {
         None => None,
-        Some(Value::String(scope)) => Some(normalize_scope(scope.split_ascii_whitespace())),
-        Some(Value::Array(items)) => {
+        Some(Raw::Text(scope)) => Some(tidy_scope(scope.into_owned())),
+        Some(Raw::Json(Value::Array(items))) => {
             let mut scopes = Vec::with_capacity(items.len());
             for item in &items {
                 match item {
@@ -260,22 +278,24 @@ fn token_response(mut fields: Fields) -> Result<TokenResponse, Problem> {
             }
             Some(normalize_scope(scopes.into_iter()))
         }
-        Some(_) => return Err(wrong_type("scope", "a string or an array of strings").into()),
+        Some(Raw::Json(_)) => {
+            return Err(wrong_type("scope", "a string or an array of strings").into());
+        }
     };
-    let id_token = match fields.take("id_token") {
+    let id_token = match known.id_token {
         None => None,
-        Some(Value::String(token)) => Some(IdToken::new(token)),
-        Some(_) => return Err(wrong_type("id_token", "a string").into()),
+        Some(Raw::Text(token)) => Some(IdToken::new(token)),
+        Some(Raw::Json(_)) => return Err(wrong_type("id_token", "a string").into()),
     };
     // Extension fields are informative only: a value that cannot be read leaves the typed
     // field empty rather than failing a response whose tokens are fine.
-    let refresh_token_expires_in = fields
-        .get("refresh_token_expires_in")
-        .or_else(|| fields.get("refresh_expires_in"))
-        .and_then(|v| lenient_seconds(v).ok().flatten());
-    let refresh_token_issued_at = fields
-        .get("refresh_token_issued_at")
-        .and_then(lenient_epoch_millis);
+    let refresh_token_expires_in = known
+        .refresh_token_expires_in
+        .or(known.refresh_expires_in)
+        .and_then(|raw| raw.seconds().ok().flatten());
+    let refresh_token_issued_at = known
+        .refresh_token_issued_at
+        .and_then(|raw| raw.epoch_millis());
     Ok(TokenResponse {
         access_token,
         token_type,
@@ -285,7 +305,7 @@ fn token_response(mut fields: Fields) -> Result<TokenResponse, Problem> {
         id_token,
         refresh_token_expires_in,
         refresh_token_issued_at,
-        extra: fields.into_extra(&KNOWN_FIELDS),
+        extra,
     })
 }
 
@@ -301,7 +321,26 @@ fn is_bearer(kind: &str) -> bool {
 
 /// A token is sent in an `Authorization` header or a form body; it must be visible ASCII.
 fn is_sendable(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    // Folded without an early exit so that the compiler can judge many bytes at once: tokens
+    // are hundreds of bytes long and nearly always fine.
+    !token.is_empty()
+        && token
+            .bytes()
+            .fold(true, |fine, b| fine & (b.wrapping_sub(0x21) < 0x7f - 0x21))
+}
+
+/// The scope with one space between its tokens. Servers nearly always write it so already,
+/// and then the string is kept as it came.
+fn tidy_scope(scope: String) -> String {
+    let tidy = !scope.starts_with(' ')
+        && !scope.ends_with(' ')
+        && !scope.contains("  ")
+        && !scope.bytes().any(|b| b != b' ' && b.is_ascii_whitespace());
+    if tidy {
+        scope
+    } else {
+        normalize_scope(scope.split_ascii_whitespace())
+    }
 }
 
 fn normalize_scope<'a>(scopes: impl Iterator<Item = &'a str>) -> String {
@@ -318,6 +357,7 @@ fn normalize_scope<'a>(scopes: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const LIMIT: usize = 64 * 1024;
 
@@ -433,6 +473,98 @@ mod tests {
             parse(200, &big),
             Err(ResponseError::TooLarge { .. })
         ));
+    }
+
+    /// The one-pass reader and the general one agree on `body`, and the one-pass reader was
+    /// the one that answered whenever it could.
+    fn readers_agree(body: &[u8]) -> Result<(), String> {
+        let headers = HeaderMap::new();
+        let answer = parse_token_response(StatusCode::OK, &headers, body, usize::MAX);
+        let general = read_in_general(StatusCode::OK, &headers, body);
+        if answer != general {
+            return Err(format!(
+                "{:?}: {answer:?} but in general {general:?}",
+                String::from_utf8_lossy(body)
+            ));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_one_pass_reader_takes_typical_responses() {
+        for body in [
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r","scope":"x y"}"#
+                .as_slice(),
+            br#"{"token_type":"BearerToken","access_token":"A","expires_in":"86399","status":"approved","refresh_count":"0","refresh_token_issued_at":"1521035756257"}"#,
+            br#"{"access_token":"a","id_token":"h.p.s","refresh_token":null,"not_before":0}"#,
+        ] {
+            assert!(flat_json::read_token_response(body).is_some());
+            readers_agree(body).unwrap();
+        }
+        for body in [
+            br#"{"error":"invalid_grant"}"#.as_slice(),
+            br#"{"access_token":"a","access_token":null}"#,
+            br#"{"access_token":"a","x":1,"x":2}"#,
+        ] {
+            assert!(flat_json::read_token_response(body).is_none());
+            readers_agree(body).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_readers_agree_on_the_fuzz_corpora() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
+        let mut bodies = 0;
+        for target in ["token_response", "error_response", "flow"] {
+            let Ok(entries) = std::fs::read_dir(format!("{root}/{target}")) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                for (start, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'{') {
+                    readers_agree(&bytes[start..]).unwrap();
+                    bodies += 1;
+                }
+            }
+        }
+        assert!(bodies > 100, "the corpora hold bodies ({bodies} found)");
+    }
+
+    proptest! {
+        #[test]
+        fn the_readers_agree_on_generated_responses(
+            fields in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        proptest::sample::select(KNOWN_FIELDS.to_vec()).prop_map(str::to_owned),
+                        Just("error".to_owned()),
+                        "[a-z_]{1,6}",
+                    ],
+                    prop_oneof![
+                        "[ -~&&[^\"\\\\]]{0,12}".prop_map(|s| format!("\"{s}\"")),
+                        "[0-9]{1,4}".prop_map(|s| format!("\"{s}\"")),
+                        any::<u64>().prop_map(|n| n.to_string()),
+                        Just("-1".to_owned()),
+                        Just("1.5".to_owned()),
+                        Just("null".to_owned()),
+                        Just("true".to_owned()),
+                        Just("[\"a\",\"b\"]".to_owned()),
+                        Just("\"b\\u00e9\"".to_owned()),
+                    ],
+                ),
+                0..8,
+            )
+        ) {
+            let body = format!(
+                "{{{}}}",
+                fields
+                    .iter()
+                    .map(|(name, value)| format!("\"{name}\":{value}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            readers_agree(body.as_bytes()).map_err(TestCaseError::fail)?;
+        }
     }
 
     #[test]

@@ -1,0 +1,395 @@
+//! A one-pass reader for the body token endpoints nearly always send: one JSON object whose
+//! values are strings, whole numbers, booleans or `null`, with strings of printable ASCII and
+//! no escapes.
+//!
+//! It gives up — returns `None` — at anything else: nesting, escapes, signs, fractions and
+//! exponents, text outside ASCII, any syntax error. serde_json then reads the body, so this
+//! reader never decides what a body means; it only reads the easy ones without building
+//! serde's intermediate values. For every body it accepts, it gives exactly what serde_json
+//! gives (the tests below check that on generated bodies and on the fuzz corpus).
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::fields::Fields;
+use super::known::{KnownFields, Raw};
+
+/// The fields of `body`, or `None` when the body is not of the simple shape.
+pub(crate) fn read(body: &[u8]) -> Option<Fields<'_>> {
+    let mut fields = Fields::with_typical_capacity();
+    scan(body, |name, value| {
+        fields.push(Cow::Borrowed(name), value.into_json());
+        Some(())
+    })?;
+    Some(fields)
+}
+
+/// The known fields of a successful token response and the others, or `None` when the body
+/// is not of the simple shape or needs the general reader's judgement: a field given twice,
+/// or an `error`.
+pub(crate) fn read_token_response(
+    body: &[u8],
+) -> Option<(KnownFields<'_>, serde_json::Map<String, Value>)> {
+    let mut known = KnownFields::default();
+    let mut seen = 0u16;
+    let mut extra = serde_json::Map::new();
+    scan(body, |name, value| {
+        if let Some((bit, slot)) = known.slot(name) {
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            if !value.is_null() {
+                *slot = Some(value);
+            }
+        } else {
+            if name == "error" && matches!(value, Raw::Text(_)) {
+                return None;
+            }
+            if extra.insert(name.to_owned(), value.into_json()).is_some() {
+                return None;
+            }
+        }
+        Some(())
+    })?;
+    Some((known, extra))
+}
+
+/// Calls `each` with every field of `body` in order; `None` when the body is not of the
+/// simple shape or `each` gives up.
+fn scan<'a>(body: &'a [u8], mut each: impl FnMut(&'a str, Raw<'a>) -> Option<()>) -> Option<()> {
+    // One validation of the whole body: every slice taken below starts and ends next to an
+    // ASCII delimiter, so it is a `str` of its own without being checked again.
+    let mut cursor = Cursor {
+        rest: std::str::from_utf8(body).ok()?,
+    };
+    cursor.skip_whitespace();
+    cursor.expect(b'{')?;
+    cursor.skip_whitespace();
+    if cursor.peek()? == b'}' {
+        cursor.advance(1);
+    } else {
+        loop {
+            cursor.expect(b'"')?;
+            let name = cursor.string()?;
+            cursor.skip_whitespace();
+            cursor.expect(b':')?;
+            cursor.skip_whitespace();
+            each(name, cursor.value()?)?;
+            cursor.skip_whitespace();
+            match cursor.next()? {
+                b',' => cursor.skip_whitespace(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    cursor.skip_whitespace();
+    cursor.rest.is_empty().then_some(())
+}
+
+struct Cursor<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.rest.as_bytes().first().copied()
+    }
+
+    /// Moves past `count` bytes, all of them ASCII.
+    fn advance(&mut self, count: usize) {
+        self.rest = self.rest.get(count..).unwrap_or_default();
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        // A byte that is not ASCII starts a multi-byte character; no simple body has one
+        // outside a string, and strings never let one through.
+        if !byte.is_ascii() {
+            return None;
+        }
+        self.advance(1);
+        Some(byte)
+    }
+
+    fn expect(&mut self, wanted: u8) -> Option<()> {
+        (self.next()? == wanted).then_some(())
+    }
+
+    /// JSON's four whitespace characters, and no others.
+    fn skip_whitespace(&mut self) {
+        let count = self
+            .rest
+            .bytes()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(self.rest.len());
+        self.advance(count);
+    }
+
+    /// The rest of a string whose opening quote was read, up to and past its closing quote.
+    fn string(&mut self) -> Option<&'a str> {
+        let length = plain_prefix(self.rest.as_bytes());
+        let (text, rest) = self.rest.split_at_checked(length)?;
+        self.rest = rest.strip_prefix('"')?;
+        Some(text)
+    }
+
+    fn value(&mut self) -> Option<Raw<'a>> {
+        match self.next()? {
+            b'"' => Some(Raw::Text(Cow::Borrowed(self.string()?))),
+            digit @ b'0'..=b'9' => self.whole_number(digit),
+            b't' => self.literal("rue", Value::Bool(true)),
+            b'f' => self.literal("alse", Value::Bool(false)),
+            b'n' => self.literal("ull", Value::Null),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, tail: &str, value: Value) -> Option<Raw<'a>> {
+        self.rest = self.rest.strip_prefix(tail)?;
+        Some(Raw::Json(value))
+    }
+
+    /// `0` or a digit string without a leading zero that fits a `u64`, as serde_json reads
+    /// it. Anything that continues as a fraction or exponent is left to serde_json.
+    fn whole_number(&mut self, first: u8) -> Option<Raw<'a>> {
+        let mut number = u64::from(first - b'0');
+        if first != b'0' {
+            while let Some(digit @ b'0'..=b'9') = self.peek() {
+                number = number
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit - b'0'))?;
+                self.advance(1);
+            }
+        }
+        match self.peek() {
+            Some(b'.' | b'e' | b'E' | b'0'..=b'9') => None,
+            _ => Some(Raw::Json(Value::from(number))),
+        }
+    }
+}
+
+/// How many leading bytes of `bytes` are printable ASCII other than `"` and `\`: the part of
+/// a string that needs no decoding. Eight bytes are judged at a time; tokens are long.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `word` below `limit` (at most 0x80) is set in the result.
+    // Bits above the lowest set one may be spurious (a borrow runs upwards), so only the
+    // lowest is read, and it is always exact.
+    let below = |word: u64, limit: u64| word.wrapping_sub(ONES * limit) & !word & HIGH;
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let stop = below(word, 0x20) // a control character
+            | (word & HIGH) // not ASCII
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if stop != 0 {
+            return done + (stop.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = bytes.get(done..).unwrap_or_default();
+    done + tail
+        .iter()
+        .position(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\')
+        .unwrap_or(tail.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn both(
+        body: &str,
+    ) -> (
+        Option<Fields<'_>>,
+        Result<Fields<'_>, super::super::Malformation>,
+    ) {
+        (
+            read(body.as_bytes()),
+            Fields::from_any_json(body.as_bytes()),
+        )
+    }
+
+    /// Whenever the fast reader accepts a body, serde_json reads the same fields from it.
+    fn agrees(body: &[u8]) -> Result<(), String> {
+        if let Some(fast) = read(body) {
+            match Fields::from_any_json(body) {
+                Ok(general) if general == fast => {}
+                other => {
+                    return Err(format!(
+                        "{:?}: fast {fast:?}, general {other:?}",
+                        String::from_utf8_lossy(body)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn typical_bodies_are_read() {
+        let body = r#" {"access_token":"eyJ.x-y_z~","token_type":"Bearer","expires_in":3600,
+            "refresh_token":"r/t+=","scope":"a b","ok":true,"no":false,"id_token":null} "#;
+        let (fast, general) = both(body);
+        let fast = fast.expect("a simple body");
+        assert_eq!(Ok(&fast), general.as_ref());
+        assert_eq!(fast.get("expires_in"), Some(&Value::from(3600u64)));
+        assert_eq!(
+            fast.get("refresh_token"),
+            Some(&Value::String("r/t+=".into()))
+        );
+        assert_eq!(read(b"{}").map(|f| f.duplicate().is_none()), Some(true));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde_json() {
+        for body in [
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":"é"}"#,
+            r#"{"a":-1}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":01}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":{}}"#,
+            r#"{"a":"x",}"#,
+            r#"{"a":"x"} x"#,
+            r#"{"a":tru}"#,
+            "{\"a\":\"\t\"}",
+            "{\"a\":1}\u{c}",
+            r#"["a"]"#,
+            r#"{"a""#,
+            "",
+        ] {
+            assert_eq!(read(body.as_bytes()), None, "{body}");
+        }
+        assert_eq!(
+            read(br#"{"a":18446744073709551615}"#).and_then(|f| f.get("a").cloned()),
+            Some(Value::from(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn duplicates_are_noted_as_serde_json_would() {
+        let (fast, general) = both(r#"{"a":1,"b":2,"a":3}"#);
+        assert_eq!(fast.as_ref().and_then(Fields::duplicate), Some("a"));
+        assert_eq!(fast, general.ok());
+    }
+
+    #[test]
+    fn the_fuzz_corpora_read_alike() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
+        let mut bodies = 0;
+        for target in ["token_response", "error_response", "flow"] {
+            let Ok(entries) = std::fs::read_dir(format!("{root}/{target}")) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                // The flow target's inputs hold bodies among other bytes; every suffix
+                // starting at a brace is a candidate body.
+                for (start, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'{') {
+                    agrees(&bytes[start..]).unwrap();
+                    bodies += 1;
+                }
+            }
+        }
+        assert!(bodies > 100, "the corpora hold bodies ({bodies} found)");
+    }
+
+    fn json_text() -> impl Strategy<Value = String> {
+        let scalar = prop_oneof![
+            "[ -~]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ".{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| serde_json::to_string(&n).unwrap()),
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+            Just("[\"x\"]".to_owned()),
+            Just("{}".to_owned()),
+            "[0-9.eE+-]{1,6}",
+            "\"[ -~]{0,4}",
+        ];
+        let name = prop_oneof![
+            Just("access_token".to_owned()),
+            Just("expires_in".to_owned()),
+            Just("scope".to_owned()),
+            "[a-z_]{1,6}",
+            "[ -~]{0,4}",
+        ];
+        let space = "[ \t\r\n\u{c}]{0,2}";
+        proptest::collection::vec((name, space, scalar), 0..6).prop_map(|fields| {
+            let mut body = String::from("{");
+            for (i, (name, space, value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("{space}\"{name}\"{space}:{space}{value}{space}"));
+            }
+            body.push('}');
+            body
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde_json_on_generated_bodies(body in json_text()) {
+            agrees(body.as_bytes()).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn simple_bodies_are_read_by_the_fast_reader(
+            fields in proptest::collection::vec(
+                ("[a-z_]{1,8}", prop_oneof![
+                    "[!-~&&[^\"\\\\]]{0,40}".prop_map(|s| format!("\"{s}\"")),
+                    any::<u64>().prop_map(|n| n.to_string()),
+                    Just("false".to_owned()),
+                    Just("null".to_owned()),
+                ]),
+                0..8,
+            ),
+            space in "[ \t\r\n]{0,2}",
+        ) {
+            let body = format!(
+                "{space}{{{}}}{space}",
+                fields
+                    .iter()
+                    .map(|(name, value)| format!("\"{name}\"{space}:{space}{value}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            prop_assert!(read(body.as_bytes()).is_some(), "{}", body);
+            agrees(body.as_bytes()).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn agrees_with_serde_json_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            agrees(&body).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn plain_prefix_stops_where_a_byte_needs_decoding(
+            bytes in proptest::collection::vec(
+                // Mostly plain, so that whole words pass before the first stop.
+                prop_oneof![30 => 0x20u8..0x7f, 1 => any::<u8>()],
+                0..80,
+            )
+        ) {
+            let expected = bytes
+                .iter()
+                .position(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\')
+                .unwrap_or(bytes.len());
+            prop_assert_eq!(plain_prefix(&bytes), expected);
+        }
+    }
+}
