@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokenflow::Access;
 
-use support::{CountingAllocator, HeapSnapshot, logged_in_flow};
+use support::{CountingAllocator, HeapSnapshot, is_quick_run, logged_in_flow};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -45,12 +45,6 @@ fn access(c: &mut Criterion) {
         allocations as f64 / calls as f64
     );
     assert_eq!(allocations, 0, "access() with a valid token allocates");
-}
-
-/// `--test` (and `cargo test`, which passes no `--bench`) runs everything once.
-fn is_quick_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }
 
 criterion_group! {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use tokenflow::{Access, Input, TokenFlow, UnixTime};
 
-use support::{CountingAllocator, HeapSnapshot, config, drain, log_in};
+use support::{CountingAllocator, HeapSnapshot, config, drain, is_quick_run, log_in};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -104,10 +104,4 @@ fn main() {
         "after dropping the flow: {:+} bytes against the start",
         after_drop.live_bytes_since(before)
     );
-}
-
-/// `--test` (and `cargo test`, which passes no `--bench`) runs a short version.
-fn is_quick_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }

@@ -81,6 +81,13 @@ pub fn logged_in_flow(now: Instant) -> TokenFlow {
     flow
 }
 
+/// Whether this is a quick run: `--test` (CI's smoke pass) or `cargo test`, which passes no
+/// `--bench`. Counted loops are then shortened so that everything runs in about a second.
+pub fn is_quick_run() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
+}
+
 /// Counts allocations and the bytes allocated and freed, passing everything to [`System`].
 pub struct CountingAllocator;
 
