@@ -1,5 +1,7 @@
 //! Token endpoint answers: successful responses, errors, and the tokens kept between runs.
 
+#[cfg(test)]
+mod corpus_bodies;
 mod error;
 pub(crate) mod fields;
 mod flat_json;
