@@ -5,8 +5,10 @@
 //! It gives up — returns `None` — at anything else: nesting, escapes, signs, fractions and
 //! exponents, text outside ASCII, any syntax error. serde_json then reads the body, so this
 //! reader never decides what a body means; it only reads the easy ones without building
-//! serde's intermediate values. For every body it accepts, it gives exactly what serde_json
-//! gives (the tests below check that on generated bodies and on the fuzz corpus).
+//! serde's intermediate values. [`read`] gives the same field list serde_json would;
+//! [`read_token_response`] puts a token response's known fields straight into their slots.
+//! The tests here and in `response.rs` check, on generated bodies and on the fuzz corpora,
+//! that whatever this reader accepts reads exactly as it does through serde_json.
 
 use std::borrow::Cow;
 
