@@ -1,42 +1,59 @@
 //! Secret values: client secrets, passwords and tokens.
 //!
 //! Every secret lives in a newtype whose `Debug` prints `[redacted]`, that has no `Display`,
-//! and whose memory is zeroed when it is dropped. The value is reached only through an
+//! and whose memory is zeroed when its last holder drops it. The value is reached only through an
 //! explicit `expose_secret()`, so a stray `{:?}` in a log line cannot leak it. `Serialize` does
 //! write the value: serialization exists for persistence ([`StoredTokens`](crate::StoredTokens)),
 //! which needs it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
 
 /// A string that must not be shown: redacted in `Debug`, zeroed on drop.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct SecretString(String);
+///
+/// Clones share one buffer. Handing a token to the host for storage therefore neither copies
+/// the secret nor leaves a second copy in memory; the buffer is zeroed when its last holder
+/// drops it.
+#[derive(Clone, Default)]
+pub struct SecretString(Arc<Wiped>);
 
-impl SecretString {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretString(value.into())
-    }
+/// The buffer behind a secret, zeroed when dropped.
+#[derive(Default)]
+struct Wiped(String);
 
-    /// The secret itself. Call it only where the value is sent or stored.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Drop for SecretString {
+impl Drop for Wiped {
     fn drop(&mut self) {
         self.0.zeroize();
     }
 }
+
+impl SecretString {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(Arc::new(Wiped(value.into())))
+    }
+
+    /// The secret itself. Call it only where the value is sent or stored.
+    pub fn expose_secret(&self) -> &str {
+        &self.0.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.0.is_empty()
+    }
+}
+
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret() == other.expose_secret()
+    }
+}
+
+impl Eq for SecretString {}
 
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,25 +63,25 @@ impl fmt::Debug for SecretString {
 
 impl From<String> for SecretString {
     fn from(value: String) -> Self {
-        SecretString(value)
+        SecretString::new(value)
     }
 }
 
 impl From<&str> for SecretString {
     fn from(value: &str) -> Self {
-        SecretString(value.to_owned())
+        SecretString::new(value)
     }
 }
 
 impl Serialize for SecretString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.expose_secret())
     }
 }
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretString)
+        String::deserialize(deserializer).map(SecretString::new)
     }
 }
 
@@ -141,6 +158,16 @@ mod tests {
         assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
         assert_eq!(format!("{:?}", SecretString::new("pw")), "[redacted]");
         assert_eq!(token.expose_secret(), "AT-very-secret");
+    }
+
+    #[test]
+    fn clones_share_one_buffer() {
+        let token = AccessToken::new("AT");
+        let copy = token.clone();
+        assert!(std::ptr::eq(token.expose_secret(), copy.expose_secret()));
+        drop(token);
+        assert_eq!(copy.expose_secret(), "AT");
+        assert_eq!(copy, AccessToken::new("AT"));
     }
 
     #[test]
