@@ -49,11 +49,7 @@ pub(crate) fn form_headers(basic: Option<&HeaderValue>) -> HeaderMap {
 /// a secret holding `:` would otherwise split in the wrong place on the server.
 pub fn basic(client_id: &str, secret: &str, form_encode: bool) -> HeaderValue {
     let credentials = if form_encode {
-        format!(
-            "{}:{}",
-            form_encode_component(client_id),
-            form_encode_component(secret)
-        )
+        format!("{}:{}", form::encode(client_id), form::encode(secret))
     } else {
         format!("{client_id}:{secret}")
     };
@@ -63,11 +59,6 @@ pub fn basic(client_id: &str, secret: &str, form_encode: bool) -> HeaderValue {
         HeaderValue::try_from(encoded).unwrap_or_else(|_| HeaderValue::from_static("Basic"));
     value.set_sensitive(true);
     value
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value (space becomes `+`).
-fn form_encode_component(value: &str) -> String {
-    form::encode(value)
 }
 
 #[cfg(test)]

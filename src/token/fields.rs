@@ -223,9 +223,14 @@ fn seconds_from_float(seconds: f64) -> Result<Option<Duration>, NumberProblem> {
 pub(crate) fn lenient_epoch_millis(value: &Value) -> Option<UnixTime> {
     match value {
         Value::Number(n) => n.as_u64().map(UnixTime::from_millis),
-        Value::String(text) => text.trim().parse::<u64>().ok().map(UnixTime::from_millis),
+        Value::String(text) => epoch_millis_in_text(text),
         _ => None,
     }
+}
+
+/// [`lenient_epoch_millis`] for a number inside a string.
+pub(crate) fn epoch_millis_in_text(text: &str) -> Option<UnixTime> {
+    text.trim().parse::<u64>().ok().map(UnixTime::from_millis)
 }
 
 #[cfg(test)]

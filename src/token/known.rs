@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::time::UnixTime;
 use crate::token::fields::{
-    Fields, NumberProblem, lenient_epoch_millis, lenient_seconds, seconds_in_text,
+    Fields, NumberProblem, epoch_millis_in_text, lenient_epoch_millis, lenient_seconds,
+    seconds_in_text,
 };
 
 /// A field's value: text (borrowed from the body when it can be) or any other JSON value.
@@ -43,7 +44,7 @@ impl Raw<'_> {
     /// Epoch milliseconds, read as leniently as [`lenient_epoch_millis`].
     pub(crate) fn epoch_millis(&self) -> Option<UnixTime> {
         match self {
-            Raw::Text(text) => text.trim().parse::<u64>().ok().map(UnixTime::from_millis),
+            Raw::Text(text) => epoch_millis_in_text(text),
             Raw::Json(value) => lenient_epoch_millis(value),
         }
     }
