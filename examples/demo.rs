@@ -9,15 +9,9 @@
 //! cargo run --example demo
 //! ```
 
-#[path = "../tests/support/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/support/fake_auth.rs"]
-#[allow(dead_code)]
-mod fake_auth;
-#[path = "support/loopback.rs"]
-#[allow(dead_code)]
-mod loopback;
+mod support;
+
+use support::{fake_auth, loopback};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -24,21 +24,9 @@
 //! Against a real gateway, whose tokens live a day, the example does not wait for expiry: it
 //! answers one API request with a 401 itself (without sending it) to show the renewal.
 
-#[path = "../tests/support/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/support/fake_auth.rs"]
-#[allow(dead_code)]
-mod fake_auth;
-#[path = "support/loopback.rs"]
-#[allow(dead_code)]
-mod loopback;
-#[path = "support/report.rs"]
-#[allow(dead_code)]
-mod report;
-#[path = "support/settings.rs"]
-#[allow(dead_code)]
-mod settings;
+mod support;
+
+use support::{fake_auth, loopback, report, settings};
 
 use std::thread::sleep;
 use std::time::Duration;

@@ -26,21 +26,9 @@
 //! API request with a 401 itself (without sending it) to show the client's handling, and it
 //! does not wait for the provider's tokens to expire.
 
-#[path = "../tests/support/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/support/fake_auth.rs"]
-#[allow(dead_code)]
-mod fake_auth;
-#[path = "support/loopback.rs"]
-#[allow(dead_code)]
-mod loopback;
-#[path = "support/report.rs"]
-#[allow(dead_code)]
-mod report;
-#[path = "support/settings.rs"]
-#[allow(dead_code)]
-mod settings;
+mod support;
+
+use support::{fake_auth, loopback, report, settings};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

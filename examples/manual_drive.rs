@@ -7,18 +7,9 @@
 //!     --scope "api offline_access" --api-url https://api.example/resource
 //! ```
 
-#[path = "../tests/support/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/support/fake_auth.rs"]
-#[allow(dead_code)]
-mod fake_auth;
-#[path = "support/loopback.rs"]
-#[allow(dead_code)]
-mod loopback;
-#[path = "support/settings.rs"]
-#[allow(dead_code)]
-mod settings;
+mod support;
+
+use support::{fake_auth, loopback, settings};
 
 use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};

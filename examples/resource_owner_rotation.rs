@@ -25,21 +25,9 @@
 //! not wait for expiry: it answers an API request with a 401 itself (without sending it) to
 //! make the client refresh.
 
-#[path = "../tests/support/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/support/fake_auth.rs"]
-#[allow(dead_code)]
-mod fake_auth;
-#[path = "support/loopback.rs"]
-#[allow(dead_code)]
-mod loopback;
-#[path = "support/report.rs"]
-#[allow(dead_code)]
-mod report;
-#[path = "support/settings.rs"]
-#[allow(dead_code)]
-mod settings;
+mod support;
+
+use support::{fake_auth, loopback, report, settings};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
