@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
-use support::fake_auth::{ClientAuthStyle, FakeAuthServer, Fault, ResponseStyle, ServerConfig};
+use support::fake_auth::{FakeAuthServer, Fault};
+use support::fixtures::{app_config, rotating_server};
 use support::sim::Sim;
 use tokenflow::challenge::{ChallengeErrorKind, bearer_challenge, parse_challenges};
 use tokenflow::token::{ErrorCode, Malformation, ResponseError, RestoreError};
@@ -22,24 +23,12 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const BODY_LIMIT: usize = 4096;
 
 fn server() -> FakeAuthServer {
-    let mut server = FakeAuthServer::new(ServerConfig {
-        access_ttl: Duration::from_secs(600),
-        refresh_ttl: None,
-        style: ResponseStyle::Standard,
-        rotate_refresh_tokens: true,
-        refresh_requires_offline_access: false,
-        revoke_family_on_reuse: true,
-        require_query_grant_type: false,
-    });
-    server.add_client("app", Some("secret"), ClientAuthStyle::Basic);
-    server.add_user("joe", "pw");
-    server
+    rotating_server(Duration::from_secs(600))
 }
 
 /// No retries, so that each bad answer ends its attempt; a small body limit.
 fn config() -> Config {
-    Config::builder("https://id.example/token", "app")
-        .client_secret("secret")
+    app_config()
         .proactive_refresh(false)
         .max_body_bytes(BODY_LIMIT)
         .retry(RetryPolicy {
