@@ -186,6 +186,84 @@ fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
 }
 
 #[test]
+fn only_the_first_loss_in_a_refresh_earns_an_immediate_resend() {
+    // Losses between 5xx answers: each answer resets the count of unanswered sends, so the
+    // budget must bound the attempt. Found by the `flow` fuzz target.
+    let mut sim = logged_in();
+    sim.network = Network::Held;
+    expire(&mut sim);
+    assert_eq!(sim.access(), Access::Pending);
+
+    sim.fail_all(TransportError::interrupted("connection reset"));
+    sim.settle();
+    assert_eq!(sim.outbox.len(), 1, "the first loss is resent at once");
+    sim.server.inject(Fault::Status(502));
+    sim.deliver_all();
+    sim.settle();
+    assert!(sim.outbox.is_empty(), "a 502 waits for its backoff");
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.outbox.len(), 1, "retried after the backoff");
+
+    sim.fail_all(TransportError::interrupted("connection reset"));
+    sim.settle();
+    assert!(
+        sim.outbox.is_empty(),
+        "a second loss is a retry like any other, after a backoff"
+    );
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.outbox.len(), 1, "retried after the backoff");
+    sim.deliver_all();
+    sim.settle();
+    assert_eq!(sim.access(), Access::Ready(sim.ready_bearer().unwrap()));
+    assert_eq!(sim.presented_refresh_tokens.len(), 4);
+    assert!(failures(&sim).is_empty());
+}
+
+#[test]
+fn the_retry_budget_bounds_a_refresh_whose_answers_keep_getting_lost() {
+    // max_retries 2: the first send, one immediate resend after a loss, two retries.
+    let retry = RetryPolicy {
+        max_retries: 2,
+        ..RetryPolicy::default()
+    };
+    let config = app_config()
+        .proactive_refresh(false)
+        .retry(retry)
+        .build()
+        .unwrap();
+    let mut sim = Sim::new(config, server());
+    sim.login(Credentials::password("joe", "pw"));
+    sim.network = Network::Held;
+    expire(&mut sim);
+    assert_eq!(sim.access(), Access::Pending);
+
+    sim.fail_all(TransportError::interrupted("connection reset"));
+    sim.settle();
+    for _ in 0..retry.max_retries {
+        sim.server.inject(Fault::Status(503));
+        sim.deliver_all();
+        sim.settle();
+        sim.advance(Duration::from_secs(30));
+    }
+    sim.fail_all(TransportError::interrupted("connection reset"));
+    sim.settle();
+    sim.advance(Duration::from_secs(300));
+
+    assert!(sim.outbox.is_empty());
+    assert_eq!(
+        sim.presented_refresh_tokens.len(),
+        retry.max_retries as usize + 2
+    );
+    let failed = failures(&sim);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, retry.max_retries + 2);
+    assert!(
+        sim.stored.as_ref().unwrap().refresh_token.is_some(),
+        "nothing was dropped"
+    );
+}
+
+#[test]
 fn a_refresh_whose_answer_is_lost_after_rotation_recovers_by_retrying_once() {
     let mut sim = logged_in();
     // A server that allows no reuse: the retry of a rotated token is refused, the grant ends,

@@ -26,6 +26,10 @@ pub(crate) struct Attempt {
     pub(crate) sends: u32,
     /// Transient failures so far, against the retry budget.
     pub(crate) failures: u32,
+    /// Whether the one immediate resend after a refresh went unanswered has been made.
+    /// Later losses go through the retry budget, so an attempt sends at most
+    /// `max_retries + 2` times.
+    pub(crate) resent_unanswered: bool,
     /// For device-code polling: the current interval and when the code expires.
     pub(crate) poll: Option<DevicePoll>,
 }
@@ -62,6 +66,7 @@ impl Attempt {
             state: AttemptState::BackingOff { until: now },
             sends: 0,
             failures: 0,
+            resent_unanswered: false,
             poll: None,
         }
     }

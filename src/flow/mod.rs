@@ -795,6 +795,7 @@ impl TokenFlow {
             return;
         };
         if attempt.is_refresh() {
+            let resent = attempt.resent_unanswered;
             if let Some(refresh) = self.refresh_mut() {
                 if !error.is_ambiguous() {
                     // It never reached the server: this use does not count.
@@ -804,9 +805,14 @@ impl TokenFlow {
                     // reuse detection and revoke the whole grant (RFC 9700 §4.14).
                     self.fail(now, FailureCause::Transport(error));
                     return;
-                } else {
+                } else if !resent {
                     // Once more, at once: if the first request never arrived this succeeds;
                     // if it did and the server allows a grace retry, this succeeds too.
+                    // Only once per attempt, or losses between 5xx answers would each earn
+                    // a free send and the attempt would outgrow its retry budget.
+                    if let Some(attempt) = self.attempt.as_mut() {
+                        attempt.resent_unanswered = true;
+                    }
                     self.send(now);
                     return;
                 }

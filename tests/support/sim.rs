@@ -195,6 +195,16 @@ impl Sim {
                 self.stored = Some(tokens.clone());
             }
             Event::TokensCleared => self.stored = None,
+            Event::Failed(error) => {
+                // The first send, the retries, and one immediate resend of a refresh lost
+                // in transport.
+                let bound = self.flow.config().retry().max_retries + 2;
+                assert!(
+                    error.attempts <= bound,
+                    "{} sends in one attempt, more than {bound}",
+                    error.attempts
+                );
+            }
             Event::AccessReady { .. } => assert!(
                 self.last_was_tokens_updated,
                 "AccessReady came out without TokensUpdated right before it"
