@@ -36,7 +36,10 @@ impl ClientAuth {
 /// (5xx, 429, 408, transport failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt; 0 disables retrying.
+    /// Retries after the first attempt; 0 disables retrying. A refresh whose answer was lost
+    /// is also resent once straight away, outside this budget (servers that accept a spent
+    /// refresh token again do so only briefly), so one attempt sends at most
+    /// `max_retries + 2` requests.
     pub max_retries: u32,
     /// The wait before the first retry; doubled for each further one, then jittered.
     pub initial_backoff: Duration,
