@@ -264,6 +264,38 @@ fn the_retry_budget_bounds_a_refresh_whose_answers_keep_getting_lost() {
 }
 
 #[test]
+fn a_retry_presents_the_refresh_token_salvaged_from_a_failed_answer() {
+    // A 200 that carries an error beside a new refresh token: the server may have rotated,
+    // so the new token is stored, and the retry must present it rather than its
+    // predecessor. Found by the `flow` fuzz target.
+    let mut sim = logged_in();
+    let old = sim.stored.as_ref().unwrap().refresh_token.clone().unwrap();
+    sim.server.inject(Fault::Body {
+        status: 200,
+        content_type: "application/json",
+        body: br#"{"refresh_token":"RT-salvaged","error":"temporarily_unavailable"}"#.to_vec(),
+    });
+    expire(&mut sim);
+    assert_eq!(sim.access(), Access::Pending);
+    assert_eq!(
+        sim.stored
+            .as_ref()
+            .unwrap()
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "RT-salvaged"
+    );
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(
+        sim.presented_refresh_tokens,
+        [old.expose_secret(), "RT-salvaged"],
+        "the retry presented the salvaged token"
+    );
+}
+
+#[test]
 fn a_refresh_whose_answer_is_lost_after_rotation_recovers_by_retrying_once() {
     let mut sim = logged_in();
     // A server that allows no reuse: the retry of a rotated token is refused, the grant ends,

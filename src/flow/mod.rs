@@ -656,6 +656,13 @@ impl TokenFlow {
         let Some(tokens) = self.tokens.as_mut() else {
             return;
         };
+        // A retry of this refresh must present the successor: with rotation the token it
+        // was built with is dead, and presenting it could revoke the grant.
+        if let Some(Call::Token(TokenGrant::RefreshToken(presented))) =
+            self.attempt.as_mut().map(|a| &mut a.call)
+        {
+            *presented = token.clone();
+        }
         tokens.refresh = Some(HeldRefresh {
             token,
             expires_at: None,
