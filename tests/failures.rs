@@ -34,6 +34,20 @@ fn expire(sim: &mut Sim) {
     sim.advance(Duration::from_secs(601));
 }
 
+/// Every request out is lost in transport (the connection is reset after sending).
+fn lose_in_transport(sim: &mut Sim) {
+    sim.fail_all(TransportError::interrupted("connection reset"));
+    sim.settle();
+}
+
+/// The held refresh token is still there.
+fn assert_refresh_token_kept(sim: &Sim) {
+    assert!(
+        sim.stored.as_ref().unwrap().refresh_token.is_some(),
+        "nothing was dropped"
+    );
+}
+
 fn failures(sim: &Sim) -> Vec<tokenflow::FlowError> {
     sim.events
         .iter()
@@ -163,11 +177,9 @@ fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
     assert_eq!(sim.access(), Access::Pending);
     let token = sim.presented_refresh_tokens[0].clone();
 
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     assert_eq!(sim.outbox.len(), 1, "tried once more");
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     assert!(sim.outbox.is_empty(), "never a third time");
     assert_eq!(sim.presented_refresh_tokens, [token.clone(), token]);
     assert_eq!(failures(&sim).len(), 1);
@@ -179,10 +191,7 @@ fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
     )));
     assert_eq!(sim.access(), Access::LoginRequired);
     assert!(sim.outbox.is_empty());
-    assert!(
-        sim.stored.as_ref().unwrap().refresh_token.is_some(),
-        "nothing was dropped"
-    );
+    assert_refresh_token_kept(&sim);
 }
 
 #[test]
@@ -194,8 +203,7 @@ fn only_the_first_loss_in_a_refresh_earns_an_immediate_resend() {
     expire(&mut sim);
     assert_eq!(sim.access(), Access::Pending);
 
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     assert_eq!(sim.outbox.len(), 1, "the first loss is resent at once");
     sim.server.inject(Fault::Status(502));
     sim.deliver_all();
@@ -204,8 +212,7 @@ fn only_the_first_loss_in_a_refresh_earns_an_immediate_resend() {
     sim.advance(Duration::from_secs(30));
     assert_eq!(sim.outbox.len(), 1, "retried after the backoff");
 
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     assert!(
         sim.outbox.is_empty(),
         "a second loss is a retry like any other, after a backoff"
@@ -237,16 +244,14 @@ fn the_retry_budget_bounds_a_refresh_whose_answers_keep_getting_lost() {
     expire(&mut sim);
     assert_eq!(sim.access(), Access::Pending);
 
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     for _ in 0..retry.max_retries {
         sim.server.inject(Fault::Status(503));
         sim.deliver_all();
         sim.settle();
         sim.advance(Duration::from_secs(30));
     }
-    sim.fail_all(TransportError::interrupted("connection reset"));
-    sim.settle();
+    lose_in_transport(&mut sim);
     sim.advance(Duration::from_secs(300));
 
     assert!(sim.outbox.is_empty());
@@ -257,10 +262,7 @@ fn the_retry_budget_bounds_a_refresh_whose_answers_keep_getting_lost() {
     let failed = failures(&sim);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, retry.max_retries + 2);
-    assert!(
-        sim.stored.as_ref().unwrap().refresh_token.is_some(),
-        "nothing was dropped"
-    );
+    assert_refresh_token_kept(&sim);
 }
 
 #[test]
