@@ -798,31 +798,27 @@ impl TokenFlow {
     }
 
     fn on_transport_failure(&mut self, now: Instant, error: TransportError) {
-        let Some(attempt) = self.attempt.as_ref() else {
+        let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
-        if attempt.is_refresh() {
-            let resent = attempt.resent_unanswered;
-            if let Some(refresh) = self.refresh_mut() {
-                if !error.is_ambiguous() {
-                    // It never reached the server: this use does not count.
-                    refresh.unanswered = refresh.unanswered.saturating_sub(1);
-                } else if refresh.unanswered >= 2 {
-                    // Presented twice with no answer: a third try could trip the server's
-                    // reuse detection and revoke the whole grant (RFC 9700 §4.14).
-                    self.fail(now, FailureCause::Transport(error));
-                    return;
-                } else if !resent {
-                    // Once more, at once: if the first request never arrived this succeeds;
-                    // if it did and the server allows a grace retry, this succeeds too.
-                    // Only once per attempt, or losses between 5xx answers would each earn
-                    // a free send and the attempt would outgrow its retry budget.
-                    if let Some(attempt) = self.attempt.as_mut() {
-                        attempt.resent_unanswered = true;
-                    }
-                    self.send(now);
-                    return;
-                }
+        let refresh = self.tokens.as_mut().and_then(|t| t.refresh.as_mut());
+        if let (true, Some(refresh)) = (attempt.is_refresh(), refresh) {
+            if !error.is_ambiguous() {
+                // It never reached the server: this use does not count.
+                refresh.unanswered = refresh.unanswered.saturating_sub(1);
+            } else if refresh.unanswered >= 2 {
+                // Presented twice with no answer: a third try could trip the server's
+                // reuse detection and revoke the whole grant (RFC 9700 §4.14).
+                self.fail(now, FailureCause::Transport(error));
+                return;
+            } else if !attempt.resent_unanswered {
+                // Once more, at once: if the first request never arrived this succeeds;
+                // if it did and the server allows a grace retry, this succeeds too.
+                // Only once per attempt, or losses between 5xx answers would each earn
+                // a free send and the attempt would outgrow its retry budget.
+                attempt.resent_unanswered = true;
+                self.send(now);
+                return;
             }
         }
         self.retry_or_fail(now, FailureCause::Transport(error), None);
