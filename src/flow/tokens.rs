@@ -112,11 +112,12 @@ impl TokenSet {
         let refresh_expires_at = response.refresh_token_expires_at(issued_at);
         let access = HeldAccess::new(config, clock, response.access_token, now, lifetime)?;
         let carried = previous.filter(|_| grant == GrantKind::RefreshToken);
+        let renewed = carried.is_some();
         let (origin, old_refresh, old_scope, old_id_token) = match carried {
             Some(previous) => (
                 previous.origin,
                 previous.refresh,
-                Some(previous.scope),
+                previous.scope,
                 previous.id_token,
             ),
             None => (grant, None, None, None),
@@ -136,10 +137,12 @@ impl TokenSet {
             origin,
             access: Some(access),
             refresh,
-            // The configured scope is copied only when the server did not state one.
+            // Unstated, the scope is the one carried over, or for new tokens the one asked
+            // for; the configured scope is copied only then.
             scope: response
                 .scope
-                .or_else(|| old_scope.unwrap_or_else(|| config.scope.clone())),
+                .or(old_scope)
+                .or_else(|| if renewed { None } else { config.scope.clone() }),
             id_token: response.id_token.or(old_id_token),
             issued_at,
             extra: response.extra,
