@@ -36,7 +36,7 @@ impl FormBody {
 }
 
 /// Appends `value` form-encoded to `out`.
-pub(crate) fn encode_into(out: &mut Vec<u8>, value: &str) {
+fn encode_into(out: &mut Vec<u8>, value: &str) {
     let mut rest = value.as_bytes();
     out.reserve(rest.len());
     loop {
