@@ -71,6 +71,8 @@ pub struct Config {
     pub(crate) client_secret: Option<ClientSecret>,
     pub(crate) client_auth: ClientAuth,
     pub(crate) scope: Option<String>,
+    /// `scope` form-encoded, as every token request sends it.
+    pub(crate) scope_form: Option<String>,
     pub(crate) refresh_margin: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) retry: RetryPolicy,
@@ -413,12 +415,14 @@ impl ConfigBuilder {
                 ),
                 _ => None,
             };
+        let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
         Ok(Config {
+            scope_form: scope.as_deref().map(crate::form::encode),
+            scope,
             token_endpoint,
             client_id: self.client_id,
             client_secret: self.client_secret,
             client_auth,
-            scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
             refresh_margin: self.refresh_margin,
             request_timeout: self.request_timeout,
             retry: RetryPolicy {

@@ -36,6 +36,16 @@ impl GrantKind {
     }
 }
 
+impl GrantKind {
+    /// [`as_str`](Self::as_str) form-encoded, as it goes into a request body.
+    pub(crate) fn form_value(self) -> &'static str {
+        match self {
+            GrantKind::DeviceCode => "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code",
+            other => other.as_str(),
+        }
+    }
+}
+
 impl fmt::Display for GrantKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -74,6 +84,24 @@ impl Credentials {
         match self {
             Credentials::Password { .. } => GrantKind::Password,
             Credentials::ClientCredentials => GrantKind::ClientCredentials,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_the_grant_types_form_encoded() {
+        for kind in [
+            GrantKind::Password,
+            GrantKind::ClientCredentials,
+            GrantKind::RefreshToken,
+            GrantKind::AuthorizationCode,
+            GrantKind::DeviceCode,
+        ] {
+            assert_eq!(kind.form_value(), crate::form::encode(kind.as_str()));
         }
     }
 }

@@ -56,18 +56,18 @@ impl TokenGrant {
 /// endpoint URL (as some gateways want `?grant_type=…`) are kept as they are.
 pub fn build_token_request(config: &Config, grant: &TokenGrant) -> Request<Vec<u8>> {
     let mut form = FormBody::with_capacity(body_capacity(config, grant));
-    form.pair("grant_type", grant.kind().as_str());
+    form.pair_encoded("grant_type", grant.kind().form_value());
     match grant {
         TokenGrant::Password { username, password } => {
             form.pair("username", username);
             form.pair("password", password.expose_secret());
-            if let Some(scope) = &config.scope {
-                form.pair("scope", scope);
+            if let Some(scope) = &config.scope_form {
+                form.pair_encoded("scope", scope);
             }
         }
         TokenGrant::ClientCredentials => {
-            if let Some(scope) = &config.scope {
-                form.pair("scope", scope);
+            if let Some(scope) = &config.scope_form {
+                form.pair_encoded("scope", scope);
             }
         }
         TokenGrant::RefreshToken(token) => {
@@ -90,7 +90,8 @@ pub fn build_token_request(config: &Config, grant: &TokenGrant) -> Request<Vec<u
     form_post(config, config.token_endpoint.clone(), form.finish())
 }
 
-/// Room for the body without growing it: the raw lengths, plus a little for escapes.
+/// Room for the body without growing it: names and separators, and three bytes for each byte
+/// of a value, its longest encoding, which the encoder sets aside while it writes the value.
 fn body_capacity(config: &Config, grant: &TokenGrant) -> usize {
     let values = match grant {
         TokenGrant::Password { username, password } => {
@@ -110,7 +111,10 @@ fn body_capacity(config: &Config, grant: &TokenGrant) -> usize {
         }
         TokenGrant::DeviceCode(code) => code.expose_secret().len() + 15,
     };
-    let scope = config.scope.as_ref().map_or(0, |scope| scope.len() + 7);
+    let scope = config
+        .scope_form
+        .as_ref()
+        .map_or(0, |scope| scope.len() + 7);
     let client = config.client_id.len()
         + config
             .client_secret
@@ -118,7 +122,7 @@ fn body_capacity(config: &Config, grant: &TokenGrant) -> usize {
             .map_or(0, |s| s.expose_secret().len())
         + 30;
     // `grant_type=urn:ietf:params:oauth:grant-type:device_code` is the longest grant type.
-    64 + values + scope + client + (values + scope) / 4
+    64 + 3 * (values + client) + scope
 }
 
 /// A form `POST` asking for JSON: the shape of every request to an OAuth endpoint.
@@ -170,6 +174,37 @@ mod tests {
             "username".into(),
             "{enterprise_pin}/joe.bloggs@acme.com".into()
         )));
+    }
+
+    proptest::proptest! {
+        /// The body is written into the room set aside for it and never grown, which would
+        /// copy it to a new buffer.
+        #[test]
+        fn the_body_never_outgrows_its_room(
+            username in ".{0,40}",
+            password in ".{0,40}",
+            secret in "[ -~]{0,20}",
+            post in proptest::bool::ANY,
+        ) {
+            let config = Config::builder("https://id.example/token", "client id")
+                .client_secret(secret)
+                .client_auth(if post { ClientAuth::SecretPost } else { ClientAuth::SecretBasic })
+                .scope("api offline_access")
+                .scope("https://graph.example/.default")
+                .build()
+                .unwrap();
+            for grant in [
+                TokenGrant::Password { username, password: Password::new(password.clone()) },
+                TokenGrant::RefreshToken(RefreshToken::new(password)),
+                TokenGrant::ClientCredentials,
+            ] {
+                let request = build_token_request(&config, &grant);
+                proptest::prop_assert_eq!(
+                    request.body().capacity(),
+                    body_capacity(&config, &grant)
+                );
+            }
+        }
     }
 
     #[test]

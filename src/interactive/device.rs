@@ -47,8 +47,8 @@ pub(crate) struct DeviceGrant {
 pub(crate) fn device_authorization_request(config: &Config) -> Option<Request<Vec<u8>>> {
     let endpoint = config.device_authorization_endpoint.clone()?;
     let mut form = FormBody::with_capacity(64);
-    if let Some(scope) = &config.scope {
-        form.pair("scope", scope);
+    if let Some(scope) = &config.scope_form {
+        form.pair_encoded("scope", scope);
     }
     client_auth::authenticate(config, &mut form);
     Some(form_post(config, endpoint, form.finish()))
