@@ -27,13 +27,16 @@ pub(crate) fn read(body: &[u8]) -> Option<Fields<'_>> {
     Some(fields)
 }
 
-/// The known fields of a successful token response and the others, or `None` when the body
-/// is not of the simple shape or needs the general reader's judgement: a field given twice,
-/// or an `error`.
-pub(crate) fn read_token_response(
-    body: &[u8],
-) -> Option<(KnownFields<'_>, serde_json::Map<String, Value>)> {
-    let mut known = KnownFields::default();
+/// Reads a successful token response: its known fields into `known`, which starts empty, and
+/// the others into the map returned. `None` when the body is not of the simple shape or needs
+/// the general reader's judgement: a field given twice, or an `error`.
+///
+/// `known` is the caller's rather than returned: it is a few hundred bytes, and filling it in
+/// place saves copying it on the way out.
+pub(crate) fn read_token_response<'a>(
+    body: &'a [u8],
+    known: &mut KnownFields<'a>,
+) -> Option<serde_json::Map<String, Value>> {
     let mut seen = 0u16;
     let mut extra = serde_json::Map::new();
     scan(body, |name, value| {
@@ -55,7 +58,7 @@ pub(crate) fn read_token_response(
         }
         Some(())
     })?;
-    Some((known, extra))
+    Some(extra)
 }
 
 /// Calls `each` with every field of `body` in order; `None` when the body is not of the

@@ -96,8 +96,9 @@ pub fn parse_token_response(
     // (errors, repeated fields, unusual JSON, form bodies) goes to the general reader, which
     // reaches the same result on every body both can read.
     if status.is_success() {
-        if let Some((known, extra)) = flat_json::read_token_response(trim_start(body)) {
-            return token_response(known, extra).map_err(|error| error.at(status));
+        let mut known = KnownFields::default();
+        if let Some(extra) = flat_json::read_token_response(trim_start(body), &mut known) {
+            return token_response(&mut known, extra).map_err(|error| error.at(status));
         }
     }
     read_in_general(status, headers, body)
@@ -136,8 +137,8 @@ fn read_in_general(
     if let Some(name) = fields.duplicate() {
         return Err(malformed(Malformation::DuplicateField(printable(name, 64))));
     }
-    let known = KnownFields::take_from(&mut fields);
-    token_response(known, fields.into_extra(&KNOWN_FIELDS)).map_err(|error| error.at(status))
+    let mut known = KnownFields::take_from(&mut fields);
+    token_response(&mut known, fields.into_extra(&KNOWN_FIELDS)).map_err(|error| error.at(status))
 }
 
 /// After a success response that could not be read, the refresh token it carries, if any.
@@ -229,10 +230,10 @@ impl From<Malformation> for Problem {
 /// The response described by its known fields and the others, each known field judged on
 /// its own.
 fn token_response(
-    known: KnownFields<'_>,
+    known: &mut KnownFields<'_>,
     extra: serde_json::Map<String, Value>,
 ) -> Result<TokenResponse, Problem> {
-    let access_token = match known.access_token {
+    let access_token = match known.access_token.take() {
         None => return Err(Malformation::MissingField("access_token").into()),
         Some(Raw::Text(token)) if token.is_empty() => {
             return Err(Malformation::MissingField("access_token").into());
@@ -243,7 +244,7 @@ fn token_response(
         Some(Raw::Text(token)) => AccessToken::new(token),
         Some(Raw::Json(_)) => return Err(wrong_type("access_token", "a string").into()),
     };
-    let token_type = match known.token_type {
+    let token_type = match known.token_type.take() {
         None => TokenType::Bearer,
         Some(Raw::Text(kind)) if is_bearer(&kind) => TokenType::Bearer,
         Some(Raw::Text(kind)) => return Err(Problem::TokenType(printable(&kind, 32))),
@@ -256,7 +257,7 @@ fn token_response(
             return Err(Malformation::InvalidExpiresIn.into());
         }
     };
-    let refresh_token = match known.refresh_token {
+    let refresh_token = match known.refresh_token.take() {
         None => None,
         Some(Raw::Text(token)) if token.is_empty() => None,
         Some(Raw::Text(token)) if !is_sendable(&token) => {
@@ -265,7 +266,7 @@ fn token_response(
         Some(Raw::Text(token)) => Some(RefreshToken::new(token)),
         Some(Raw::Json(_)) => return Err(wrong_type("refresh_token", "a string").into()),
     };
-    let scope = match known.scope {
+    let scope = match known.scope.take() {
         None => None,
         Some(Raw::Text(scope)) => Some(tidy_scope(scope.into_owned())),
         Some(Raw::Json(Value::Array(items))) => {
@@ -282,7 +283,7 @@ fn token_response(
             return Err(wrong_type("scope", "a string or an array of strings").into());
         }
     };
-    let id_token = match known.id_token {
+    let id_token = match known.id_token.take() {
         None => None,
         Some(Raw::Text(token)) => Some(IdToken::new(token)),
         Some(Raw::Json(_)) => return Err(wrong_type("id_token", "a string").into()),
@@ -291,10 +292,12 @@ fn token_response(
     // field empty rather than failing a response whose tokens are fine.
     let refresh_token_expires_in = known
         .refresh_token_expires_in
-        .or(known.refresh_expires_in)
+        .take()
+        .or(known.refresh_expires_in.take())
         .and_then(|raw| raw.seconds().ok().flatten());
     let refresh_token_issued_at = known
         .refresh_token_issued_at
+        .take()
         .and_then(|raw| raw.epoch_millis());
     Ok(TokenResponse {
         access_token,
@@ -332,11 +335,16 @@ fn is_sendable(token: &str) -> bool {
 /// The scope with one space between its tokens. Servers nearly always write it so already,
 /// and then the string is kept as it came.
 fn tidy_scope(scope: String) -> String {
-    let tidy = !scope.starts_with(' ')
-        && !scope.ends_with(' ')
-        && !scope.contains("  ")
-        && !scope.bytes().any(|b| b != b' ' && b.is_ascii_whitespace());
-    if tidy {
+    // One pass: no whitespace but single spaces, none first or last. A leading space counts as
+    // following one; an empty scope is tidied into itself.
+    let mut after_space = true;
+    let mut tidy = true;
+    for byte in scope.bytes() {
+        let space = byte == b' ';
+        tidy &= !(space && after_space) && (space || !byte.is_ascii_whitespace());
+        after_space = space;
+    }
+    if tidy && !after_space {
         scope
     } else {
         normalize_scope(scope.split_ascii_whitespace())
@@ -498,7 +506,7 @@ mod tests {
             br#"{"token_type":"BearerToken","access_token":"A","expires_in":"86399","status":"approved","refresh_count":"0","refresh_token_issued_at":"1521035756257"}"#,
             br#"{"access_token":"a","id_token":"h.p.s","refresh_token":null,"not_before":0}"#,
         ] {
-            assert!(flat_json::read_token_response(body).is_some());
+            assert!(flat_json::read_token_response(body, &mut KnownFields::default()).is_some());
             readers_agree(body).unwrap();
         }
         for body in [
@@ -506,7 +514,7 @@ mod tests {
             br#"{"access_token":"a","access_token":null}"#,
             br#"{"access_token":"a","x":1,"x":2}"#,
         ] {
-            assert!(flat_json::read_token_response(body).is_none());
+            assert!(flat_json::read_token_response(body, &mut KnownFields::default()).is_none());
             readers_agree(body).unwrap();
         }
     }
@@ -515,6 +523,31 @@ mod tests {
     fn the_readers_agree_on_the_fuzz_corpora() {
         for body in crate::token::corpus_bodies::corpus_bodies() {
             readers_agree(&body).unwrap();
+        }
+    }
+
+    #[test]
+    fn scopes_are_kept_with_one_space_between_tokens() {
+        for (given, kept) in [
+            ("api offline_access", "api offline_access"),
+            ("", ""),
+            (" api", "api"),
+            ("api ", "api"),
+            ("api  openid", "api openid"),
+            ("api\topenid\n", "api openid"),
+            ("   ", ""),
+        ] {
+            assert_eq!(tidy_scope(given.to_owned()), kept, "{given:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tidying_a_scope_normalizes_its_whitespace(scope in "[a b\t\n\r\u{c}]{0,8}") {
+            prop_assert_eq!(
+                tidy_scope(scope.clone()),
+                normalize_scope(scope.split_ascii_whitespace())
+            );
         }
     }
 
