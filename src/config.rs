@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::scope::Scope;
 use crate::secret::ClientSecret;
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3). One method per request.
@@ -70,7 +71,7 @@ pub struct Config {
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<ClientSecret>,
     pub(crate) client_auth: ClientAuth,
-    pub(crate) scope: Option<String>,
+    pub(crate) scope: Option<Scope>,
     /// `scope` form-encoded, as every token request sends it.
     pub(crate) scope_form: Option<String>,
     pub(crate) refresh_margin: Duration,
@@ -415,7 +416,7 @@ impl ConfigBuilder {
                 ),
                 _ => None,
             };
-        let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+        let scope = (!scopes.is_empty()).then(|| Scope::new(scopes.join(" ")));
         Ok(Config {
             scope_form: scope.as_deref().map(crate::form::encode),
             scope,

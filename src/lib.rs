@@ -140,6 +140,7 @@ pub mod interactive;
 mod output;
 pub mod retry_after;
 pub mod revocation;
+mod scope;
 pub mod secret;
 mod seed;
 mod snippet;
@@ -156,6 +157,7 @@ pub use output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
 pub use revocation::TokenTypeHint;
+pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};
 pub use seed::Seed;
 pub use time::UnixTime;

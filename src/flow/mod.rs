@@ -29,7 +29,7 @@ use crate::secret::SecretString;
 use crate::seed::Seed;
 use crate::time::UnixTime;
 use crate::token::{
-    ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response,
+    ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response_to,
     salvage_refresh_token,
 };
 
@@ -604,11 +604,12 @@ impl TokenFlow {
             }
         }
         let (parts, body) = response.into_parts();
-        match parse_token_response(
+        match parse_token_response_to(
             parts.status,
             &parts.headers,
             &body,
             self.config.max_body_bytes,
+            self.config.scope.as_ref(),
         ) {
             Ok(token_response) => self.apply(now, grant, token_response),
             Err(error) => {

@@ -6,6 +6,7 @@ use http::HeaderValue;
 
 use crate::config::Config;
 use crate::grant::GrantKind;
+use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 use crate::token::STORED_TOKENS_VERSION;
@@ -23,7 +24,7 @@ pub(crate) struct TokenSet {
     pub(crate) origin: GrantKind,
     pub(crate) access: Option<HeldAccess>,
     pub(crate) refresh: Option<HeldRefresh>,
-    pub(crate) scope: Option<String>,
+    pub(crate) scope: Option<Scope>,
     pub(crate) id_token: Option<IdToken>,
     pub(crate) issued_at: UnixTime,
     pub(crate) extra: serde_json::Map<String, serde_json::Value>,

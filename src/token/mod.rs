@@ -12,6 +12,6 @@ mod stored;
 pub use error::{ErrorCode, Malformation, OAuthError, ResponseError};
 pub(crate) use error::{excerpt as error_excerpt, printable};
 pub(crate) use fields::MAX_LIFETIME;
-pub(crate) use response::salvage_refresh_token;
 pub use response::{TokenResponse, TokenType, parse_token_response};
+pub(crate) use response::{parse_token_response_to, salvage_refresh_token};
 pub use stored::{RestoreError, STORED_TOKENS_VERSION, StoredTokens};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
+use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 use crate::token::error::{ErrorCode, Malformation, OAuthError, ResponseError, excerpt, printable};
@@ -36,7 +37,7 @@ pub struct TokenResponse {
     /// A refresh token, when one was issued (an empty string counts as none).
     pub refresh_token: Option<RefreshToken>,
     /// The granted scope, space-separated; `None` means the requested scope (§5.1).
-    pub scope: Option<String>,
+    pub scope: Option<Scope>,
     /// An OpenID Connect ID token, raw and not validated.
     pub id_token: Option<IdToken>,
     /// The refresh token's lifetime (`refresh_token_expires_in` or `refresh_expires_in`).
@@ -86,6 +87,18 @@ pub fn parse_token_response(
     body: &[u8],
     max_body_bytes: usize,
 ) -> Result<TokenResponse, ResponseError> {
+    parse_token_response_to(status, headers, body, max_body_bytes, None)
+}
+
+/// [`parse_token_response`] for a request that asked for `requested`: a granted scope equal
+/// to it shares its buffer instead of being copied.
+pub(crate) fn parse_token_response_to(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body_bytes: usize,
+    requested: Option<&Scope>,
+) -> Result<TokenResponse, ResponseError> {
     if body.len() > max_body_bytes {
         return Err(ResponseError::TooLarge {
             limit: max_body_bytes,
@@ -98,10 +111,10 @@ pub fn parse_token_response(
     if status.is_success() {
         let mut known = KnownFields::default();
         if let Some(extra) = flat_json::read_token_response(trim_start(body), &mut known) {
-            return token_response(&mut known, extra).map_err(|error| error.at(status));
+            return token_response(&mut known, extra, requested).map_err(|error| error.at(status));
         }
     }
-    read_in_general(status, headers, body)
+    read_in_general(status, headers, body, requested)
 }
 
 /// [`parse_token_response`] without the size check and the one-pass reader.
@@ -109,6 +122,7 @@ fn read_in_general(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
+    requested: Option<&Scope>,
 ) -> Result<TokenResponse, ResponseError> {
     let malformed = |problem| ResponseError::Malformed { status, problem };
     let mut fields = match read_fields(headers, body) {
@@ -138,7 +152,8 @@ fn read_in_general(
         return Err(malformed(Malformation::DuplicateField(printable(name, 64))));
     }
     let mut known = KnownFields::take_from(&mut fields);
-    token_response(&mut known, fields.into_extra(&KNOWN_FIELDS)).map_err(|error| error.at(status))
+    token_response(&mut known, fields.into_extra(&KNOWN_FIELDS), requested)
+        .map_err(|error| error.at(status))
 }
 
 /// After a success response that could not be read, the refresh token it carries, if any.
@@ -232,6 +247,7 @@ impl From<Malformation> for Problem {
 fn token_response(
     known: &mut KnownFields<'_>,
     extra: serde_json::Map<String, Value>,
+    requested: Option<&Scope>,
 ) -> Result<TokenResponse, Problem> {
     let access_token = match known.access_token.take() {
         None => return Err(Malformation::MissingField("access_token").into()),
@@ -268,7 +284,11 @@ fn token_response(
     };
     let scope = match known.scope.take() {
         None => None,
-        Some(Raw::Text(scope)) => Some(tidy_scope(scope.into_owned())),
+        Some(Raw::Text(scope)) => Some(match requested {
+            // The requested scope is tidy: the configuration joined it with single spaces.
+            Some(requested) if *requested == *scope => requested.clone(),
+            _ => Scope::new(tidy_scope(scope.into_owned())),
+        }),
         Some(Raw::Json(Value::Array(items))) => {
             let mut scopes = Vec::with_capacity(items.len());
             for item in &items {
@@ -277,7 +297,7 @@ fn token_response(
                     _ => return Err(wrong_type("scope", "a string or an array of strings").into()),
                 }
             }
-            Some(normalize_scope(scopes.into_iter()))
+            Some(Scope::new(normalize_scope(scopes.into_iter())))
         }
         Some(Raw::Json(_)) => {
             return Err(wrong_type("scope", "a string or an array of strings").into());
@@ -483,7 +503,7 @@ mod tests {
     fn readers_agree(body: &[u8]) -> Result<(), String> {
         let headers = HeaderMap::new();
         let answer = parse_token_response(StatusCode::OK, &headers, body, usize::MAX);
-        let general = read_in_general(StatusCode::OK, &headers, body);
+        let general = read_in_general(StatusCode::OK, &headers, body, None);
         if answer != general {
             return Err(format!(
                 "{:?}: {answer:?} but in general {general:?}",
@@ -519,6 +539,30 @@ mod tests {
         for body in crate::token::corpus_bodies::corpus_bodies() {
             readers_agree(&body).unwrap();
         }
+    }
+
+    #[test]
+    fn a_scope_granted_as_requested_shares_the_requested_buffer() {
+        let requested = Scope::from("api offline_access");
+        let parse = |body: &str| {
+            parse_token_response_to(
+                StatusCode::OK,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                LIMIT,
+                Some(&requested),
+            )
+            .unwrap()
+            .scope
+            .unwrap()
+        };
+        let same = parse(r#"{"access_token":"a","scope":"api offline_access"}"#);
+        assert!(std::ptr::eq(same.as_str(), requested.as_str()));
+        let narrower = parse(r#"{"access_token":"a","scope":"api"}"#);
+        assert_eq!(narrower, "api");
+        let untidy = parse(r#"{"access_token":"a","scope":" api  offline_access"}"#);
+        assert_eq!(untidy, requested);
+        assert!(!std::ptr::eq(untidy.as_str(), requested.as_str()));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::grant::GrantKind;
+use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 
@@ -42,7 +43,7 @@ pub struct StoredTokens {
     pub refresh_token_expires_at: Option<UnixTime>,
     /// The granted scope, space-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<Scope>,
     /// The raw OpenID Connect ID token, if one was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<IdToken>,
