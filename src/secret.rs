@@ -20,9 +20,31 @@ use zeroize::Zeroize;
 #[derive(Clone, Default)]
 pub struct SecretString(Arc<Wiped>);
 
-/// The buffer behind a secret, zeroed when dropped.
-#[derive(Default)]
+/// The buffer behind a secret, zeroed when dropped. A clone is a copy, zeroed in its turn.
+#[derive(Clone, Default, PartialEq, Eq)]
 struct Wiped(String);
+
+impl Wiped {
+    fn new(value: impl Into<String>) -> Self {
+        Wiped(value.into())
+    }
+
+    fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Wiped {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Wiped {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Wiped)
+    }
+}
 
 impl Drop for Wiped {
     fn drop(&mut self) {
@@ -38,7 +60,7 @@ impl Drop for Wiped {
 impl SecretString {
     /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
-        SecretString(Arc::new(Wiped(value.into())))
+        SecretString(Arc::new(Wiped::new(value)))
     }
 
     /// The secret itself. Call it only where the value is sent or stored.
@@ -90,19 +112,23 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-/// Declares a named secret type over [`SecretString`], so that an access token cannot be passed
-/// where a refresh token is expected.
+/// Declares a named secret type, so that an access token cannot be passed where a refresh
+/// token is expected: over [`SecretString`], whose clones share one buffer, or over a buffer of
+/// its own (`Wiped`) for a secret that is never shared.
 macro_rules! secret_type {
     ($(#[$doc:meta])* $name:ident) => {
+        secret_type!($(#[$doc])* $name over $crate::secret::SecretString);
+    };
+    ($(#[$doc:meta])* $name:ident over $inner:ty) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         #[serde(transparent)]
-        pub struct $name($crate::secret::SecretString);
+        pub struct $name($inner);
 
         impl $name {
             /// Wraps `value`.
             pub fn new(value: impl Into<String>) -> Self {
-                $name($crate::secret::SecretString::new(value))
+                $name(<$inner>::new(value))
             }
 
             /// The secret itself. Call it only where the value is sent or stored.
@@ -138,7 +164,10 @@ secret_type!(
 secret_type!(
     /// A resource owner's password (RFC 6749 §4.3). Kept only while its token request is
     /// under way (§4.3.1), then dropped and zeroed.
-    Password
+    ///
+    /// Never handed to the host, so it holds its buffer alone, without the shared count of
+    /// the other secrets: a clone is a copy, zeroed in its turn.
+    Password over Wiped
 );
 secret_type!(
     /// An access token (RFC 6749 §1.4).
@@ -173,6 +202,18 @@ mod tests {
         drop(token);
         assert_eq!(copy.expose_secret(), "AT");
         assert_eq!(copy, AccessToken::new("AT"));
+    }
+
+    #[test]
+    fn a_password_is_held_alone() {
+        let password = Password::new("pw");
+        let copy = password.clone();
+        assert!(!std::ptr::eq(
+            password.expose_secret(),
+            copy.expose_secret()
+        ));
+        assert_eq!(copy, password);
+        assert_eq!(format!("{password:?}"), "Password([redacted])");
     }
 
     #[test]
