@@ -53,49 +53,37 @@ impl FormBody {
 
 /// Appends `value` form-encoded to `out`.
 ///
-/// The output is written into room made beforehand for the worst case, with the write position
-/// kept in a register rather than in the vector. Eight bytes are judged at a time, without
-/// branching, and copied in one go when none needs escaping, which is most of every token and
-/// username. The bytes of any other word are each written as their four-byte code from
-/// [`ENCODED`], again without branching, advancing by the code's length.
+/// Eight bytes are judged at a time, without branching, and copied in one go when none needs
+/// escaping, which is most of every token and username. The bytes of any other word are each
+/// written as their four-byte code from [`ENCODED`], again without branching, into a
+/// fixed-size block that is appended whole and then cut to the codes' length: the vector's
+/// length is updated once per word, not once per byte. The last few bytes are padded to a
+/// word with bytes that need no escaping, which are cut off with the rest.
 fn encode_into(out: &mut Vec<u8>, value: &str) {
     let mut rest = value.as_bytes();
-    let start = out.len();
-    // At most three bytes per byte, and one spare so that the last code fits whole.
-    out.resize(start + 3 * rest.len() + 1, 0);
-    let room = out.get_mut(start..).unwrap_or_default();
-    let mut end = 0;
     while let Some((word, tail)) = rest.split_first_chunk::<8>() {
         if word
             .iter()
             .fold(true, |plain, &byte| plain & is_unescaped(byte))
         {
-            if let Some(slot) = room.get_mut(end..end + 8) {
-                slot.copy_from_slice(word);
-            }
-            end += 8;
+            out.extend_from_slice(word);
         } else {
-            let (codes, length) = encode_word(word);
-            if let Some(slot) = room.get_mut(end..end + codes.len()) {
-                slot.copy_from_slice(&codes);
-            }
-            end += length;
+            append_codes(out, word, 0);
         }
         rest = tail;
     }
-    for &byte in rest {
-        let code = code(byte);
-        if let Some(slot) = room.get_mut(end..end + 4) {
-            slot.copy_from_slice(&code.to_le_bytes());
+    if !rest.is_empty() {
+        let mut word = [b'-'; 8];
+        if let Some(start) = word.get_mut(..rest.len()) {
+            start.copy_from_slice(rest);
         }
-        end += code_length(code);
+        append_codes(out, &word, 8 - rest.len());
     }
-    out.truncate(start + end);
 }
 
-/// The eight bytes of `word` encoded, and how many of the returned bytes that takes.
+/// Appends the codes of `word`, leaving out its last `padding` bytes (each a one-byte code).
 #[inline]
-fn encode_word(word: &[u8; 8]) -> ([u8; 24], usize) {
+fn append_codes(out: &mut Vec<u8>, word: &[u8; 8], padding: usize) {
     // Four spare bytes, so that each code is written whole.
     let mut codes = [0; 28];
     let mut length = 0;
@@ -106,9 +94,9 @@ fn encode_word(word: &[u8; 8]) -> ([u8; 24], usize) {
         }
         length += code_length(code);
     }
-    let mut first = [0; 24];
-    first.copy_from_slice(codes.get(..24).unwrap_or(&[0; 24]));
-    (first, length)
+    let kept = out.len() + length - padding;
+    out.extend_from_slice(codes.first_chunk::<24>().unwrap_or(&[0; 24]));
+    out.truncate(kept);
 }
 
 /// The code of `byte` in [`ENCODED`].

@@ -134,6 +134,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// The rest of a string whose opening quote was read, up to and past its closing quote.
+    // Inlined into its two callers: it runs for every name and most values, and a call costs
+    // more than the scan of a typical name.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let length = plain_prefix(self.rest.as_bytes());
         let (text, rest) = self.rest.split_at_checked(length)?;
