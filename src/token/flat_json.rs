@@ -67,7 +67,7 @@ fn scan<'a>(body: &'a [u8], mut each: impl FnMut(&'a str, Raw<'a>) -> Option<()>
     // One validation of the whole body: every slice taken below starts and ends next to an
     // ASCII delimiter, so it is a `str` of its own without being checked again.
     let mut cursor = Cursor {
-        rest: std::str::from_utf8(body).ok()?,
+        rest: simdutf8::basic::from_utf8(body).ok()?,
     };
     cursor.skip_whitespace();
     cursor.expect(b'{')?;
