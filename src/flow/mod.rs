@@ -622,7 +622,7 @@ impl TokenFlow {
     }
 
     fn apply(&mut self, now: Instant, grant: GrantKind, response: crate::token::TokenResponse) {
-        let previous = self.tokens.take();
+        let previous = &mut self.tokens;
         match TokenSet::from_response(&self.config, &self.clock, now, grant, response, previous) {
             Some(tokens) => {
                 self.attempt = None;
@@ -637,7 +637,8 @@ impl TokenFlow {
                 self.tokens = Some(tokens);
             }
             // Unreachable in practice (the parser only accepts sendable tokens and lifetimes
-            // are clamped), but a token that cannot become a header must not replace good ones.
+            // are clamped), but a token that cannot become a header must not replace good ones:
+            // the tokens held are still there.
             None => self.fail(
                 now,
                 FailureCause::Endpoint(ResponseError::Malformed {

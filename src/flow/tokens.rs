@@ -100,19 +100,22 @@ impl TokenSet {
     /// The token set built from a successful response to a request with `grant`, carrying
     /// over from `previous` what a refresh response may leave out (RFC 6749 §6: the old
     /// refresh token stays when no new one is issued; the scope stays when not restated).
+    ///
+    /// `previous` is taken only once the new set is sure to be built: when the access token
+    /// cannot be held, `None` is returned and the previous set is left where it was.
     pub(crate) fn from_response(
         config: &Config,
         clock: &Clock,
         now: Instant,
         grant: GrantKind,
         response: TokenResponse,
-        previous: Option<TokenSet>,
+        previous: &mut Option<TokenSet>,
     ) -> Option<TokenSet> {
         let issued_at = clock.wall_at(now);
         let lifetime = response.expires_in.unwrap_or(config.assumed_lifetime);
         let refresh_expires_at = response.refresh_token_expires_at(issued_at);
         let access = HeldAccess::new(config, clock, response.access_token, now, lifetime)?;
-        let carried = previous.filter(|_| grant == GrantKind::RefreshToken);
+        let carried = previous.take().filter(|_| grant == GrantKind::RefreshToken);
         let renewed = carried.is_some();
         let (origin, old_refresh, old_scope, old_id_token) = match carried {
             Some(previous) => (
@@ -213,5 +216,52 @@ impl TokenSet {
             issued_at: self.issued_at,
             extra: self.extra.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenType;
+
+    fn response(access_token: &str) -> TokenResponse {
+        TokenResponse {
+            access_token: AccessToken::new(access_token),
+            token_type: TokenType::Bearer,
+            expires_in: Some(Duration::from_secs(3600)),
+            refresh_token: Some(RefreshToken::new("rt-1")),
+            scope: None,
+            id_token: None,
+            refresh_token_expires_in: None,
+            refresh_token_issued_at: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_held_leave_the_previous_set_in_place() {
+        let config = Config::builder("https://id.example/token", "client")
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        let clock = Clock::new(now, UnixTime::from_secs(1_700_000_000));
+        let build = |response, previous: &mut Option<TokenSet>| {
+            TokenSet::from_response(
+                &config,
+                &clock,
+                now,
+                GrantKind::RefreshToken,
+                response,
+                previous,
+            )
+        };
+        let mut held = build(response("at-1"), &mut None);
+        assert!(held.is_some());
+        // A token with a line break cannot go into a header.
+        assert!(build(response("at\n2"), &mut held).is_none());
+        let kept = held.as_ref().expect("the previous set is still held");
+        let access = kept.access.as_ref().map(|a| a.token.expose_secret());
+        let refresh = kept.refresh.as_ref().map(|r| r.token.expose_secret());
+        assert_eq!((access, refresh), (Some("at-1"), Some("rt-1")));
     }
 }
