@@ -20,7 +20,7 @@ use super::known::{KnownFields, Raw};
 /// The fields of `body`, or `None` when the body is not of the simple shape.
 pub(crate) fn read(body: &[u8]) -> Option<Fields<'_>> {
     let mut fields = Fields::with_typical_capacity();
-    scan(body, |name, value| {
+    scan(body, Cursor::string, |name, value| {
         fields.push(Cow::Borrowed(name), value.into_json());
         Some(())
     })?;
@@ -39,8 +39,13 @@ pub(crate) fn read_token_response<'a>(
 ) -> Option<serde_json::Map<String, Value>> {
     let mut seen = 0u16;
     let mut extra = serde_json::Map::new();
-    scan(body, |name, value| {
-        if let Some((bit, slot)) = known.slot(name) {
+    scan(body, Cursor::name, |name, value| {
+        let slot = match name {
+            Name::Known(index) => known.slot_at(index),
+            // The rarer known names are read as any other name.
+            Name::Other(name) => known.slot(name),
+        };
+        if let Some((bit, slot)) = slot {
             if seen & bit != 0 {
                 return None;
             }
@@ -48,7 +53,7 @@ pub(crate) fn read_token_response<'a>(
             if !value.is_null() {
                 *slot = Some(value);
             }
-        } else {
+        } else if let Name::Other(name) = name {
             if name == "error" && matches!(value, Raw::Text(_)) {
                 return None;
             }
@@ -61,9 +66,21 @@ pub(crate) fn read_token_response<'a>(
     Some(extra)
 }
 
-/// Calls `each` with every field of `body` in order; `None` when the body is not of the
-/// simple shape or `each` gives up.
-fn scan<'a>(body: &'a [u8], mut each: impl FnMut(&'a str, Raw<'a>) -> Option<()>) -> Option<()> {
+/// A field name as read for a token response: a common known field, by its index in
+/// [`KNOWN_FIELDS`](super::known::KNOWN_FIELDS), or any other name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Name<'a> {
+    Known(usize),
+    Other(&'a str),
+}
+
+/// Calls `each` with every field of `body` in order, its name read by `name` once the opening
+/// quote is past; `None` when the body is not of the simple shape or `each` gives up.
+fn scan<'a, N>(
+    body: &'a [u8],
+    mut name: impl FnMut(&mut Cursor<'a>) -> Option<N>,
+    mut each: impl FnMut(N, Raw<'a>) -> Option<()>,
+) -> Option<()> {
     // One validation of the whole body: every slice taken below starts and ends next to an
     // ASCII delimiter, so it is a `str` of its own without being checked again.
     let mut cursor = Cursor {
@@ -77,7 +94,7 @@ fn scan<'a>(body: &'a [u8], mut each: impl FnMut(&'a str, Raw<'a>) -> Option<()>
     } else {
         loop {
             cursor.expect(b'"')?;
-            let name = cursor.string()?;
+            let name = name(&mut cursor)?;
             cursor.skip_whitespace();
             cursor.expect(b':')?;
             cursor.skip_whitespace();
@@ -131,6 +148,25 @@ impl<'a> Cursor<'a> {
             .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
             .unwrap_or(self.rest.len());
         self.advance(count);
+    }
+
+    /// A field name whose opening quote was read, up to and past its closing quote. The names
+    /// of nearly every token response are recognised in place, by their first letter and one
+    /// comparison of a length known when compiling, rather than scanned for their end and
+    /// then looked up; any other name is read as a string.
+    fn name(&mut self) -> Option<Name<'a>> {
+        let bytes = self.rest.as_bytes();
+        let (index, length) = match bytes.first()? {
+            b'a' if bytes.starts_with(b"access_token\"") => (0, 13),
+            b't' if bytes.starts_with(b"token_type\"") => (1, 11),
+            b'e' if bytes.starts_with(b"expires_in\"") => (2, 11),
+            b'r' if bytes.starts_with(b"refresh_token\"") => (3, 14),
+            b's' if bytes.starts_with(b"scope\"") => (4, 6),
+            b'i' if bytes.starts_with(b"id_token\"") => (5, 9),
+            _ => return self.string().map(Name::Other),
+        };
+        self.advance(length);
+        Some(Name::Known(index))
     }
 
     /// The rest of a string whose opening quote was read, up to and past its closing quote.
@@ -256,6 +292,7 @@ fn plain_prefix_in_words(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known::KNOWN_FIELDS;
     use super::*;
     use proptest::prelude::*;
 
@@ -329,6 +366,21 @@ mod tests {
             read(br#"{"a":18446744073709551615}"#).and_then(|f| f.get("a").cloned()),
             Some(Value::from(u64::MAX))
         );
+    }
+
+    #[test]
+    fn names_recognised_in_place_are_the_known_names() {
+        let others = ["access_tokens", "acc", "scope2", "error", "r", "token", "é"];
+        for name in KNOWN_FIELDS.into_iter().chain(others) {
+            let quoted = format!("{name}\",");
+            let mut cursor = Cursor { rest: &quoted };
+            match cursor.name() {
+                Some(Name::Known(index)) => assert_eq!(KNOWN_FIELDS.get(index), Some(&name)),
+                Some(Name::Other(read)) => assert_eq!(read, name),
+                None => assert_eq!(name, "é"),
+            }
+            assert!(name == "é" || cursor.rest == ",", "{name}");
+        }
     }
 
     #[test]

@@ -90,19 +90,25 @@ impl<'a> KnownFields<'a> {
     /// The slot for the field `name`, with a bit of its own (for noticing repeats), when
     /// `name` is a known field.
     pub(crate) fn slot(&mut self, name: &str) -> Option<(u16, &mut Option<Raw<'a>>)> {
-        let slot = match name {
-            "access_token" => (1, &mut self.access_token),
-            "token_type" => (1 << 1, &mut self.token_type),
-            "expires_in" => (1 << 2, &mut self.expires_in),
-            "refresh_token" => (1 << 3, &mut self.refresh_token),
-            "scope" => (1 << 4, &mut self.scope),
-            "id_token" => (1 << 5, &mut self.id_token),
-            "refresh_token_expires_in" => (1 << 6, &mut self.refresh_token_expires_in),
-            "refresh_expires_in" => (1 << 7, &mut self.refresh_expires_in),
-            "refresh_token_issued_at" => (1 << 8, &mut self.refresh_token_issued_at),
+        let index = KNOWN_FIELDS.iter().position(|&known| known == name)?;
+        self.slot_at(index)
+    }
+
+    /// The slot for the known field `KNOWN_FIELDS[index]`, with the bit `1 << index`.
+    pub(crate) fn slot_at(&mut self, index: usize) -> Option<(u16, &mut Option<Raw<'a>>)> {
+        let slot = match index {
+            0 => &mut self.access_token,
+            1 => &mut self.token_type,
+            2 => &mut self.expires_in,
+            3 => &mut self.refresh_token,
+            4 => &mut self.scope,
+            5 => &mut self.id_token,
+            6 => &mut self.refresh_token_expires_in,
+            7 => &mut self.refresh_expires_in,
+            8 => &mut self.refresh_token_issued_at,
             _ => return None,
         };
-        Some(slot)
+        Some((1 << index, slot))
     }
 
     /// Takes the known fields out of `fields`, leaving the others.
@@ -132,6 +138,7 @@ mod tests {
             bits |= bit;
         }
         assert!(known.slot("error").is_none());
+        assert!(known.slot_at(KNOWN_FIELDS.len()).is_none());
     }
 
     #[test]
