@@ -19,16 +19,10 @@ impl FormBody {
         }
     }
 
-    /// Appends `name=value`. Names are the fixed parameter names of the OAuth specifications,
-    /// which need no escaping, so they are written as they are.
+    /// Appends `name=value`.
     #[inline]
     pub(crate) fn pair(&mut self, name: &'static str, value: &str) {
-        debug_assert!(name.bytes().all(is_unescaped), "{name} needs escaping");
-        if !self.bytes.is_empty() {
-            self.bytes.push(b'&');
-        }
-        self.bytes.extend_from_slice(name.as_bytes());
-        self.bytes.push(b'=');
+        self.name(name);
         encode_into(&mut self.bytes, value);
     }
 
@@ -36,13 +30,20 @@ impl FormBody {
     /// change, such as the configured scope, are encoded once rather than for every request.
     #[inline]
     pub(crate) fn pair_encoded(&mut self, name: &'static str, encoded: &str) {
+        self.name(name);
+        self.bytes.extend_from_slice(encoded.as_bytes());
+    }
+
+    /// Appends the separator and `name=`. Names are the fixed parameter names of the OAuth
+    /// specifications, which need no escaping, so they are written as they are.
+    #[inline]
+    fn name(&mut self, name: &'static str) {
         debug_assert!(name.bytes().all(is_unescaped), "{name} needs escaping");
         if !self.bytes.is_empty() {
             self.bytes.push(b'&');
         }
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(b'=');
-        self.bytes.extend_from_slice(encoded.as_bytes());
     }
 
     /// The finished body.
