@@ -49,8 +49,8 @@ impl<'de> Deserialize<'de> for Wiped {
 impl Drop for Wiped {
     fn drop(&mut self) {
         // With the length at zero the whole allocation is spare capacity, which `zeroize`
-        // clears in one bulk write; zeroing the string as characters first would write each
-        // byte twice, one at a time.
+        // clears in one bulk write and an optimisation barrier. `String::zeroize` would write
+        // the characters one volatile byte at a time.
         let mut bytes = std::mem::take(&mut self.0).into_bytes();
         bytes.clear();
         bytes.spare_capacity_mut().zeroize();
