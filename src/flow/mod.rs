@@ -622,31 +622,35 @@ impl TokenFlow {
     }
 
     fn apply(&mut self, now: Instant, grant: GrantKind, response: crate::token::TokenResponse) {
-        let previous = &mut self.tokens;
-        match TokenSet::from_response(&self.config, &self.clock, now, grant, response, previous) {
-            Some(tokens) => {
-                self.attempt = None;
-                self.renewal_hold = None;
-                self.generation += 1;
-                self.unreleased = true;
-                self.login_required = None;
-                self.queue.push_back(Queued::Tokens {
-                    stored: tokens.to_stored(),
-                    release: Some(Generation(self.generation)),
-                });
-                self.tokens = Some(tokens);
-            }
+        let Some(tokens) = TokenSet::replace_from_response(
+            &mut self.tokens,
+            &self.config,
+            &self.clock,
+            now,
+            grant,
+            response,
+        ) else {
             // Unreachable in practice (the parser only accepts sendable tokens and lifetimes
             // are clamped), but a token that cannot become a header must not replace good ones:
             // the tokens held are still there.
-            None => self.fail(
+            self.fail(
                 now,
                 FailureCause::Endpoint(ResponseError::Malformed {
                     status: StatusCode::OK,
                     problem: crate::token::Malformation::UnsendableToken("access_token"),
                 }),
-            ),
-        }
+            );
+            return;
+        };
+        self.generation += 1;
+        self.queue.push_back(Queued::Tokens {
+            stored: tokens.to_stored(),
+            release: Some(Generation(self.generation)),
+        });
+        self.attempt = None;
+        self.renewal_hold = None;
+        self.unreleased = true;
+        self.login_required = None;
     }
 
     /// A rotating server retires the old refresh token before answering; when its answer is

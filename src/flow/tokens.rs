@@ -53,11 +53,12 @@ pub(crate) struct HeldRefresh {
 }
 
 impl HeldAccess {
+    /// `token`, received at `now` (`received_wall` on the wall clock) and valid for `lifetime`.
     pub(crate) fn new(
         config: &Config,
-        clock: &Clock,
         token: AccessToken,
         now: Instant,
+        received_wall: UnixTime,
         lifetime: Duration,
     ) -> Option<HeldAccess> {
         let lifetime = lifetime.max(MIN_LIFETIME);
@@ -67,7 +68,9 @@ impl HeldAccess {
             .checked_sub(config.margin_for(lifetime))
             .unwrap_or(now);
         Some(HeldAccess {
-            expires_at_wall: clock.wall_at(expires_at),
+            // The wall clock advances with the monotonic one, so the expiry is as far from
+            // the reception on both.
+            expires_at_wall: received_wall.saturating_add(lifetime),
             token,
             bearer,
             expires_at,
@@ -97,25 +100,27 @@ pub(crate) fn bearer_header(token: &AccessToken) -> Option<HeaderValue> {
 }
 
 impl TokenSet {
-    /// The token set built from a successful response to a request with `grant`, carrying
-    /// over from `previous` what a refresh response may leave out (RFC 6749 §6: the old
-    /// refresh token stays when no new one is issued; the scope stays when not restated).
+    /// Replaces the token set `held` with the one built from a successful response to a
+    /// request with `grant`, carrying over what a refresh response may leave out (RFC 6749 §6:
+    /// the old refresh token stays when no new one is issued; the scope stays when not
+    /// restated), and returns the new set.
     ///
-    /// `previous` is taken only once the new set is sure to be built: when the access token
-    /// cannot be held, `None` is returned and the previous set is left where it was.
-    pub(crate) fn from_response(
+    /// The held set is replaced only once the new one is sure to be built: when the access
+    /// token cannot be held, `None` is returned and the held set is left as it was. The new
+    /// set is written in place, where it is kept.
+    pub(crate) fn replace_from_response<'h>(
+        held: &'h mut Option<TokenSet>,
         config: &Config,
         clock: &Clock,
         now: Instant,
         grant: GrantKind,
         response: TokenResponse,
-        previous: &mut Option<TokenSet>,
-    ) -> Option<TokenSet> {
+    ) -> Option<&'h TokenSet> {
         let issued_at = clock.wall_at(now);
         let lifetime = response.expires_in.unwrap_or(config.assumed_lifetime);
         let refresh_expires_at = response.refresh_token_expires_at(issued_at);
-        let access = HeldAccess::new(config, clock, response.access_token, now, lifetime)?;
-        let carried = previous.take().filter(|_| grant == GrantKind::RefreshToken);
+        let access = HeldAccess::new(config, response.access_token, now, issued_at, lifetime)?;
+        let carried = held.take().filter(|_| grant == GrantKind::RefreshToken);
         let renewed = carried.is_some();
         let (origin, old_refresh, old_scope, old_id_token) = match carried {
             Some(previous) => (
@@ -137,7 +142,7 @@ impl TokenSet {
                 ..held
             }),
         };
-        Some(TokenSet {
+        let new = held.insert(TokenSet {
             origin,
             access: Some(access),
             refresh,
@@ -150,7 +155,8 @@ impl TokenSet {
             id_token: response.id_token.or(old_id_token),
             issued_at,
             extra: response.extra,
-        })
+        });
+        Some(new)
     }
 
     /// The token set described by stored tokens.
@@ -245,20 +251,21 @@ mod tests {
             .unwrap();
         let now = Instant::now();
         let clock = Clock::new(now, UnixTime::from_secs(1_700_000_000));
-        let build = |response, previous: &mut Option<TokenSet>| {
-            TokenSet::from_response(
+        let mut held = None;
+        let build = |response, held: &mut Option<TokenSet>| {
+            TokenSet::replace_from_response(
+                held,
                 &config,
                 &clock,
                 now,
                 GrantKind::RefreshToken,
                 response,
-                previous,
             )
+            .is_some()
         };
-        let mut held = build(response("at-1"), &mut None);
-        assert!(held.is_some());
+        assert!(build(response("at-1"), &mut held));
         // A token with a line break cannot go into a header.
-        assert!(build(response("at\n2"), &mut held).is_none());
+        assert!(!build(response("at\n2"), &mut held));
         let kept = held.as_ref().expect("the previous set is still held");
         let access = kept.access.as_ref().map(|a| a.token.expose_secret());
         let refresh = kept.refresh.as_ref().map(|r| r.token.expose_secret());
