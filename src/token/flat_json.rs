@@ -215,7 +215,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// How many leading bytes of `bytes` are printable ASCII other than `"` and `\\`: the part of
+/// How many leading bytes of `bytes` are printable ASCII other than `"` and `\`: the part of
 /// a string that needs no decoding. Tokens are long, so bytes are judged in blocks: sixteen at
 /// a time in a vector register where the target has SSE2 (every x86-64 does), then eight at a
 /// time in a word.
@@ -248,7 +248,7 @@ mod sse2 {
     };
 
     /// One bit for each byte of `block` that ends a plain run: a control character, a byte
-    /// outside ASCII, `"` or `\\`.
+    /// outside ASCII, `"` or `\`.
     #[inline]
     pub(super) fn stops(block: &[u8; 16]) -> u32 {
         let bytes = load_unaligned_m128i(block);
