@@ -65,12 +65,12 @@ impl SecretString {
 
     /// The secret itself. Call it only where the value is sent or stored.
     pub fn expose_secret(&self) -> &str {
-        &self.0.0
+        self.0.expose_secret()
     }
 
     /// Whether the secret is the empty string.
     pub fn is_empty(&self) -> bool {
-        self.0.0.is_empty()
+        self.expose_secret().is_empty()
     }
 }
 
@@ -102,13 +102,13 @@ impl From<&str> for SecretString {
 
 impl Serialize for SecretString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.expose_secret())
+        self.0.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretString::new)
+        Wiped::deserialize(deserializer).map(|wiped| SecretString(Arc::new(wiped)))
     }
 }
 
