@@ -807,6 +807,8 @@ impl TokenFlow {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
+        // The refresh token is reached through its field rather than `refresh_mut`, which
+        // would borrow the whole flow while the attempt is borrowed.
         let refresh = self.tokens.as_mut().and_then(|t| t.refresh.as_mut());
         if let (true, Some(refresh)) = (attempt.is_refresh(), refresh) {
             if !error.is_ambiguous() {

@@ -34,9 +34,7 @@ impl GrantKind {
             GrantKind::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         }
     }
-}
 
-impl GrantKind {
     /// [`as_str`](Self::as_str) form-encoded, as it goes into a request body.
     pub(crate) fn form_value(self) -> &'static str {
         match self {
