@@ -101,13 +101,14 @@ fn throughput(c: &mut Criterion) {
         addr
     });
 
-    let raw = reqwest::Client::new();
+    let transport = ReqwestTransport::new().expect("a reqwest client");
+    let raw = transport.client().clone();
     let config = Config::builder(format!("http://{addr}/token"), "bench-client")
         .client_secret("bench-secret")
         .build()
         .expect("a valid configuration");
     let client = runtime.block_on(async {
-        let client = AsyncClient::builder(config, ReqwestTransport::with_client(raw.clone()))
+        let client = AsyncClient::builder(config, transport)
             .store(MemoryStore::new())
             .start()
             .expect("the client starts");

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::api_origin::{ApiRequestError, check_api_uri};
+use crate::origin::Origin;
 use crate::scope::Scope;
 use crate::secret::ClientSecret;
 
@@ -85,6 +87,10 @@ pub struct Config {
     pub(crate) device_authorization_endpoint: Option<Uri>,
     pub(crate) revocation_endpoint: Option<Uri>,
     pub(crate) redirect_uri: Option<String>,
+    /// Whether `http://` is accepted off loopback, for the endpoints and the API alike.
+    pub(crate) allow_insecure_http: bool,
+    /// The origins the access token may be sent to; empty means any.
+    pub(crate) api_origins: Vec<Origin>,
     /// The `Authorization: Basic` value, built once: it never changes.
     pub(crate) basic_authorization: Option<http::HeaderValue>,
     /// The headers of every form `POST` to the authorization server, built once and cloned
@@ -118,6 +124,7 @@ impl Config {
             device_authorization_endpoint: None,
             revocation_endpoint: None,
             redirect_uri: None,
+            api_origins: Vec::new(),
         }
     }
 
@@ -146,6 +153,23 @@ impl Config {
     /// The redirect URI registered for the authorization-code grant.
     pub fn redirect_uri(&self) -> Option<&str> {
         self.redirect_uri.as_deref()
+    }
+
+    /// The origins an API request may carry the access token to
+    /// ([`ConfigBuilder::allow_api_origin`]); empty means any origin.
+    pub fn api_origins(&self) -> &[Origin] {
+        &self.api_origins
+    }
+
+    /// Whether an API request to `uri` may carry the access token: it must be `https` (or
+    /// `http` on loopback, or anywhere with [`ConfigBuilder::allow_insecure_http`], the rule
+    /// the token endpoint follows; RFC 6750 §5.3) and, when API origins are configured, go to
+    /// one of them. Both adapters check every request they send this way, before any IO; an
+    /// application attaching [`Bearer`](crate::Bearer) to requests of its own should too.
+    pub fn check_api_request(&self, uri: &Uri) -> Result<(), ApiRequestError> {
+        check_api_uri(uri, &self.api_origins, |host| {
+            cleartext_allowed(host, self.allow_insecure_http)
+        })
     }
 
     /// The token endpoint.
@@ -234,6 +258,7 @@ pub struct ConfigBuilder {
     device_authorization_endpoint: Option<String>,
     revocation_endpoint: Option<String>,
     redirect_uri: Option<String>,
+    api_origins: Vec<String>,
 }
 
 impl ConfigBuilder {
@@ -341,6 +366,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Allows the access token to be sent to `origin` (`https://api.example.com`, or with a
+    /// port). Once one origin is allowed, the adapters' `send` refuses every other one before
+    /// any IO; without any, every `https` origin is accepted. Origins compare by scheme, host
+    /// and port, default ports filled in. `http://` origins follow the token endpoint's rule
+    /// (loopback, or [`allow_insecure_http`](Self::allow_insecure_http)).
+    pub fn allow_api_origin(mut self, origin: impl Into<String>) -> Self {
+        self.api_origins.push(origin.into());
+        self
+    }
+
     /// Checks everything and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         let token_endpoint = validate_endpoint(&self.token_endpoint, self.allow_insecure_http)?;
@@ -398,6 +433,11 @@ impl ConfigBuilder {
         let authorization_endpoint = optional(self.authorization_endpoint)?;
         let device_authorization_endpoint = optional(self.device_authorization_endpoint)?;
         let revocation_endpoint = optional(self.revocation_endpoint)?;
+        let api_origins = self
+            .api_origins
+            .iter()
+            .map(|origin| validate_api_origin(origin, self.allow_insecure_http))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut scopes: Vec<String> = Vec::with_capacity(self.scopes.len());
         for scope in self.scopes {
             if !scopes.contains(&scope) {
@@ -438,6 +478,8 @@ impl ConfigBuilder {
             device_authorization_endpoint,
             revocation_endpoint,
             redirect_uri: self.redirect_uri,
+            allow_insecure_http: self.allow_insecure_http,
+            api_origins,
             form_headers: crate::client_auth::form_headers(basic_authorization.as_ref()),
             basic_authorization,
         })
@@ -462,10 +504,40 @@ fn validate_endpoint(raw: &str, allow_insecure_http: bool) -> Result<Uri, Config
     }
     match uri.scheme_str() {
         Some("https") => Ok(uri),
-        Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
+        Some("http") if cleartext_allowed(authority.host(), allow_insecure_http) => Ok(uri),
         Some("http") => Err(ConfigError::InsecureEndpoint),
         _ => Err(invalid("the scheme must be https (or http on loopback)")),
     }
+}
+
+/// An allowed API origin: an `https` URL (or `http` where cleartext is allowed) with no path
+/// beyond `/`, no query and no user information.
+fn validate_api_origin(raw: &str, allow_insecure_http: bool) -> Result<Origin, ConfigError> {
+    let invalid = |reason: &'static str| ConfigError::InvalidApiOrigin { reason };
+    let uri: Uri = raw
+        .parse()
+        .map_err(|_| invalid("not a valid absolute URL"))?;
+    let origin = Origin::of(&uri).ok_or(invalid("the scheme must be https (or http)"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("an origin has no user information"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid(
+            "an origin is scheme, host and port, without a path",
+        ));
+    }
+    if !origin.is_https() && !cleartext_allowed(origin.host(), allow_insecure_http) {
+        return Err(invalid(
+            "http:// on a host that is not loopback; use https, or allow_insecure_http(true)",
+        ));
+    }
+    Ok(origin)
+}
+
+/// The one rule for cleartext `http://`, for the authorization server's endpoints and the API
+/// alike: only to loopback, unless the configuration opts in.
+fn cleartext_allowed(host: &str, allow_insecure_http: bool) -> bool {
+    allow_insecure_http || is_loopback(host)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -513,6 +585,11 @@ pub enum ConfigError {
     },
     /// The response body limit is zero.
     ZeroBodyLimit,
+    /// An origin given to [`ConfigBuilder::allow_api_origin`] is not usable.
+    InvalidApiOrigin {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -544,6 +621,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroDuration { setting } => write!(f, "{setting} must be positive"),
             ConfigError::ZeroBodyLimit => f.write_str("max_body_bytes must be positive"),
+            ConfigError::InvalidApiOrigin { reason } => {
+                write!(f, "invalid API origin: {reason}")
+            }
         }
     }
 }
@@ -586,6 +666,119 @@ mod tests {
             build("https://user:pw@id.example.com/token"),
             Err(ConfigError::InvalidEndpoint { .. })
         ));
+    }
+
+    fn uri(url: &str) -> Uri {
+        url.parse().unwrap()
+    }
+
+    #[test]
+    fn the_bearer_goes_over_cleartext_only_where_the_token_endpoint_may() {
+        let config = build("https://id.example.com/token").unwrap();
+        assert!(
+            config
+                .check_api_request(&uri("https://api.example.com/x"))
+                .is_ok()
+        );
+        assert!(
+            config
+                .check_api_request(&uri("http://127.0.0.1:8080/x"))
+                .is_ok()
+        );
+        assert!(
+            config
+                .check_api_request(&uri("http://[::1]:8080/x"))
+                .is_ok()
+        );
+        assert!(config.check_api_request(&uri("http://localhost/x")).is_ok());
+        let refused = config
+            .check_api_request(&uri("http://api.example.com/x?access_token=1"))
+            .unwrap_err();
+        assert!(matches!(refused, ApiRequestError::Cleartext { .. }));
+        assert!(
+            refused
+                .to_string()
+                .contains("http://api.example.com over cleartext")
+        );
+        assert!(!refused.to_string().contains("access_token"));
+        assert_eq!(
+            config.check_api_request(&uri("/relative")),
+            Err(ApiRequestError::NotHttp)
+        );
+        assert_eq!(
+            config.check_api_request(&uri("ftp://api.example.com/")),
+            Err(ApiRequestError::NotHttp)
+        );
+        let opted_in = Config::builder("https://id.example.com/token", "c")
+            .allow_insecure_http(true)
+            .build()
+            .unwrap();
+        assert!(
+            opted_in
+                .check_api_request(&uri("http://api.example.com/x"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn allowed_api_origins_refuse_every_other_origin() {
+        let config = Config::builder("https://id.example.com/token", "c")
+            .allow_api_origin("https://API.example.com")
+            .allow_api_origin("http://127.0.0.1:8080/")
+            .build()
+            .unwrap();
+        for allowed in [
+            "https://api.example.com/v1/meters",
+            "https://api.example.com:443/",
+            "http://127.0.0.1:8080/x",
+        ] {
+            assert!(config.check_api_request(&uri(allowed)).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "https://api.example.com:8443/",
+            "http://api.example.com/",
+            "https://evil.example.com/",
+            "https://api.example.com.evil.example/",
+            "http://127.0.0.1:8081/x",
+        ] {
+            let error = config.check_api_request(&uri(refused)).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ApiRequestError::OriginNotAllowed { .. } | ApiRequestError::Cleartext { .. }
+                ),
+                "{refused}: {error}"
+            );
+        }
+        assert_eq!(
+            config.check_api_request(&uri("https://evil.example.com/x")),
+            Err(ApiRequestError::OriginNotAllowed {
+                origin: Origin::parse("https://evil.example.com").unwrap()
+            })
+        );
+    }
+
+    #[test]
+    fn allowed_api_origins_are_validated() {
+        let build_with = |origin: &str| {
+            Config::builder("https://id.example.com/token", "c")
+                .allow_api_origin(origin)
+                .build()
+        };
+        assert!(build_with("https://api.example.com").is_ok());
+        for bad in [
+            "api.example.com",
+            "https://api.example.com/v1",
+            "https://api.example.com/?x=1",
+            "https://user:pw@api.example.com",
+            "http://api.example.com",
+            "ftp://api.example.com",
+        ] {
+            assert!(
+                matches!(build_with(bad), Err(ConfigError::InvalidApiOrigin { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

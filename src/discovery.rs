@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::config::{ClientAuth, ConfigBuilder};
+use crate::refused_redirect::RefusedRedirect;
 use crate::token::{error_excerpt, printable};
 
 /// Which well-known document to ask for.
@@ -211,6 +212,8 @@ pub enum DiscoveryError {
         /// The issuer in the document.
         found: String,
     },
+    /// The server answered with a redirect, which is never followed.
+    Redirect(RefusedRedirect),
 }
 
 impl fmt::Display for DiscoveryError {
@@ -233,6 +236,7 @@ impl fmt::Display for DiscoveryError {
                 f,
                 "the metadata names issuer {found:?}, not {expected:?} as asked (RFC 8414 section 3.3)"
             ),
+            DiscoveryError::Redirect(redirect) => redirect.fmt(f),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::grant::GrantKind;
 use crate::input::TransportError;
+use crate::refused_redirect::RefusedRedirect;
 use crate::token::ResponseError;
 
 /// A token request that failed after every retry it was allowed.
@@ -30,6 +31,9 @@ pub enum FailureCause {
     RetryAfterTooLong(Duration),
     /// The device code expired before the user approved the login (RFC 8628 §3.5).
     DeviceCodeExpired,
+    /// The server answered with a redirect, which is never followed (it would carry the
+    /// request's credentials elsewhere) and never retried.
+    Redirect(RefusedRedirect),
 }
 
 impl fmt::Display for FlowError {
@@ -61,6 +65,7 @@ impl fmt::Display for FailureCause {
             FailureCause::DeviceCodeExpired => {
                 f.write_str("the device code expired before the login was approved")
             }
+            FailureCause::Redirect(redirect) => redirect.fmt(f),
         }
     }
 }
@@ -70,6 +75,7 @@ impl std::error::Error for FlowError {
         match &self.cause {
             FailureCause::Endpoint(error) => Some(error),
             FailureCause::Transport(error) => Some(error),
+            FailureCause::Redirect(redirect) => Some(redirect),
             FailureCause::RetryAfterTooLong(_) | FailureCause::DeviceCodeExpired => None,
         }
     }

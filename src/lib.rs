@@ -127,6 +127,7 @@
 
 #[cfg(any(feature = "blocking", feature = "tokio"))]
 pub mod adapters;
+mod api_origin;
 pub mod challenge;
 pub mod client_auth;
 pub mod config;
@@ -137,7 +138,9 @@ mod form;
 pub mod grant;
 mod input;
 pub mod interactive;
+mod origin;
 mod output;
+pub mod refused_redirect;
 pub mod retry_after;
 pub mod revocation;
 mod scope;
@@ -147,15 +150,18 @@ mod snippet;
 pub mod time;
 pub mod token;
 
+pub use api_origin::ApiRequestError;
 pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, RetryPolicy};
 pub use error::{FailureCause, FlowError};
 pub use flow::TokenFlow;
 pub use grant::{Credentials, GrantKind};
 pub use input::{Input, TransportError, TransportErrorKind};
 pub use interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
+pub use origin::Origin;
 pub use output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
+pub use refused_redirect::{RedirectTarget, RefusedRedirect};
 pub use revocation::TokenTypeHint;
 pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};

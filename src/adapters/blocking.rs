@@ -114,8 +114,14 @@ where
 /// A [`Transport`] over a `ureq` 3 agent (rustls with the ring provider).
 ///
 /// Every request gets a global timeout running to its deadline, statuses are never errors,
-/// and redirects are not followed (a token endpoint must not redirect a POST carrying
-/// credentials, and an API redirect is returned to the caller as it is).
+/// and redirects are never followed, whatever the agent's own settings: a `3xx` is returned
+/// as it is. Following one would re-send a token request's password, client secret or
+/// refresh token, or an API request's access token, to wherever `Location` points (and take
+/// whatever that host answers); the flow reports a redirect from the authorization server as
+/// [`FailureCause::Redirect`](crate::FailureCause::Redirect), and `send` hands an API's
+/// redirect to the caller.
+///
+/// A transport of one's own must not follow redirects either.
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
     agent: ureq::Agent,
@@ -135,8 +141,9 @@ impl UreqTransport {
     }
 
     /// A transport over `agent`, sharing its connection pool and settings. Whatever the
-    /// agent's own settings, each request is sent with statuses as responses, no redirects
-    /// and a timeout running to its deadline.
+    /// agent's own settings (`max_redirects` included), each request is sent with statuses as
+    /// responses, no redirects followed and a timeout running to its deadline: ureq lets each
+    /// request override the agent's configuration, and this transport does.
     pub fn with_agent(agent: ureq::Agent) -> Self {
         UreqTransport { agent }
     }
@@ -328,6 +335,8 @@ struct Inner<T, S> {
     store: S,
     /// The configuration's limit for token-endpoint bodies.
     token_max_body: usize,
+    /// The configuration, for the check of where the access token may go.
+    config: Config,
     api: ApiSettings,
 }
 
@@ -336,6 +345,7 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
         let stored = store.load().map_err(|e| Error::Store(Arc::new(e)))?;
         let token_max_body = config.max_body_bytes();
         Ok(Inner {
+            config: config.clone(),
             state: Mutex::new(State {
                 engine: Engine::new(config, stored)?,
                 performing: false,
@@ -425,6 +435,10 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
     }
 
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        // Before any IO, a token request included: the token must not go there at all.
+        self.config
+            .check_api_request(request.uri())
+            .map_err(Error::ApiRequestRefused)?;
         let bearer = self.bearer()?;
         let response = self.call_api(request.clone(), &bearer)?;
         if response.status() != StatusCode::UNAUTHORIZED {
@@ -684,8 +698,14 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     /// refusal to the flow, gets a newer token (renewing if needed) and sends the request
     /// again, once, if the token changed; otherwise the 401 response is returned.
     ///
-    /// Any other status is returned as it is. Errors are those of [`bearer`](Self::bearer),
-    /// and [`Error::Transport`] when the request itself failed.
+    /// Any other status is returned as it is, a redirect (`3xx`) included: it is never
+    /// followed, so the access token never goes anywhere but the request's own URL.
+    ///
+    /// Before any IO, the request's URL must pass [`Config::check_api_request`]: `https`
+    /// (cleartext `http://` only where the token endpoint may use it) and, when the
+    /// configuration names API origins, one of them; otherwise [`Error::ApiRequestRefused`].
+    /// Other errors are those of [`bearer`](Self::bearer), and [`Error::Transport`] when the
+    /// request itself failed.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         self.inner.send(request)
     }

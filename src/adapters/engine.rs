@@ -20,6 +20,7 @@ use crate::adapters::driver::{DRAIN_BOUND, clock_reading, seed};
 use crate::adapters::interactive::{DeviceEnd, LogoutReport, device_end};
 use crate::adapters::log;
 use crate::adapters::store::StoreError;
+use crate::api_origin::ApiRequestError;
 use crate::discovery::DiscoveryError;
 use crate::error::FlowError;
 use crate::grant::Credentials;
@@ -61,6 +62,9 @@ pub enum Error {
     DeviceExpired(FlowError),
     /// The authorization server's metadata could not be used.
     Discovery(DiscoveryError),
+    /// `send` refused to attach the access token to the request, before any IO: cleartext
+    /// `http://` off loopback, or an origin the configuration does not allow.
+    ApiRequestRefused(ApiRequestError),
 }
 
 impl Error {
@@ -96,6 +100,7 @@ impl fmt::Display for Error {
                 f.write_str("the device code expired before the login was approved")
             }
             Error::Discovery(error) => write!(f, "discovery failed: {error}"),
+            Error::ApiRequestRefused(error) => error.fmt(f),
         }
     }
 }
@@ -111,6 +116,7 @@ impl std::error::Error for Error {
             Error::Authorization(error) => Some(error),
             Error::DeviceDenied(error) | Error::DeviceExpired(error) => Some(error),
             Error::Discovery(error) => Some(error),
+            Error::ApiRequestRefused(error) => Some(error),
         }
     }
 }

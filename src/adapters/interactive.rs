@@ -8,6 +8,7 @@ use crate::error::{FailureCause, FlowError};
 use crate::grant::GrantKind;
 use crate::input::{TransportError, TransportErrorKind};
 use crate::output::Event;
+use crate::refused_redirect::{Endpoint, RefusedRedirect};
 use crate::revocation::TokenTypeHint;
 use crate::token::ErrorCode;
 
@@ -123,10 +124,14 @@ pub(crate) fn oversized_metadata(response: &http::Response<Vec<u8>>) -> Option<T
     })
 }
 
-/// Reads a metadata response for `issuer`.
+/// Reads a metadata response for `issuer`. A redirect is refused, not followed: a document
+/// from wherever it points would name the endpoints the credentials are sent to.
 pub(crate) fn read_metadata(
     issuer: &str,
     response: &http::Response<Vec<u8>>,
 ) -> Result<ProviderMetadata, DiscoveryError> {
+    if let Some(redirect) = RefusedRedirect::from_response(Endpoint::Metadata, response) {
+        return Err(DiscoveryError::Redirect(redirect));
+    }
     ProviderMetadata::from_response(issuer, response.status(), response.body())
 }

@@ -56,8 +56,9 @@ use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthori
 use crate::time::ClockAnchor;
 use crate::token::RestoreError;
 use crate::{
-    Access, Bearer, Config, Credentials, Event, FlowError, Input, LoginRequiredReason, Output,
-    RequestId, StoredTokens, TokenFlow, TransportError, TransportErrorKind,
+    Access, ApiRequestError, Bearer, Config, Credentials, Event, FlowError, Input,
+    LoginRequiredReason, Output, RequestId, StoredTokens, TokenFlow, TransportError,
+    TransportErrorKind,
 };
 
 /// Sends one HTTP request and reads its answer: what the adapter needs from an HTTP client.
@@ -105,34 +106,55 @@ where
     }
 }
 
-/// An [`AsyncTransport`] over a [`reqwest::Client`].
+/// An [`AsyncTransport`] over a [`reqwest::Client`] that never follows redirects.
 ///
 /// The request's timeout is the time left until the deadline; the body is read chunk by chunk
 /// and no further than `max_body + 1` bytes. Errors are mapped by what reqwest knows: a
 /// connection failure is [`TransportErrorKind::NotSent`], a timeout
 /// [`TransportErrorKind::TimedOut`], anything else [`TransportErrorKind::Interrupted`]. Their
 /// messages never include the URL.
+///
+/// # Redirects
+///
+/// A `3xx` is returned as it is, never followed. Following one would re-send a token
+/// request's password, client secret or refresh token, or an API request's access token, to
+/// wherever `Location` points (an `https` → `http` hop included), and take whatever that host
+/// answers; the flow reports a redirect from the authorization server as
+/// [`FailureCause::Redirect`](crate::FailureCause::Redirect), and [`AsyncClient::send`] hands
+/// an API's redirect to the caller.
+///
+/// reqwest sets the redirect policy on the client, once, and has no per-request override, so
+/// a ready-made `reqwest::Client` cannot be trusted not to follow. That is why this transport
+/// is built from a [`reqwest::ClientBuilder`] ([`from_builder`](Self::from_builder)), whose
+/// redirect policy it sets to [`reqwest::redirect::Policy::none`] after every other setting,
+/// and never from a `Client`. A transport of one's own must not follow redirects either.
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
 }
 
 impl ReqwestTransport {
-    /// A transport over a new `reqwest::Client` with reqwest's defaults. TLS comes from the
-    /// reqwest features the application enables (or this crate's `tokio-rustls` feature).
+    /// A transport over a new `reqwest::Client` with reqwest's defaults, except that it never
+    /// follows redirects. TLS comes from the reqwest features the application enables (or this
+    /// crate's `tokio-rustls` feature).
     pub fn new() -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+        Self::from_builder(reqwest::Client::builder())
+    }
+
+    /// A transport over the client `builder` builds, with its proxy, TLS, pool and other
+    /// settings, and its redirect policy replaced by [`reqwest::redirect::Policy::none`]:
+    /// whatever policy the builder was given, no redirect is ever followed.
+    ///
+    /// Fails with [`Error::HttpClient`] when reqwest cannot build the client.
+    pub fn from_builder(builder: reqwest::ClientBuilder) -> Result<Self, Error> {
+        let client = builder
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::HttpClient(Arc::new(e.without_url())))?;
         Ok(ReqwestTransport { client })
     }
 
-    /// A transport over `client`, with its proxy, TLS and pool settings.
-    pub fn with_client(client: reqwest::Client) -> Self {
-        ReqwestTransport { client }
-    }
-
-    /// The underlying client.
+    /// The underlying client (which never follows redirects), to share its connection pool.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
@@ -268,6 +290,9 @@ pub enum Error {
     NoRuntime,
     /// The default HTTP client could not be built.
     HttpClient(Arc<reqwest::Error>),
+    /// [`AsyncClient::send`] refused to attach the access token to the request, before any
+    /// IO: cleartext `http://` off loopback, or an origin the configuration does not allow.
+    ApiRequestRefused(ApiRequestError),
 }
 
 impl fmt::Display for Error {
@@ -291,6 +316,7 @@ impl fmt::Display for Error {
                 f.write_str("the token client must be started within a tokio runtime")
             }
             Error::HttpClient(error) => write!(f, "cannot build the HTTP client: {error}"),
+            Error::ApiRequestRefused(error) => error.fmt(f),
         }
     }
 }
@@ -306,6 +332,7 @@ impl std::error::Error for Error {
             Error::Store(error) => Some(error.as_ref()),
             Error::Restore(error) => Some(error),
             Error::HttpClient(error) => Some(error.as_ref()),
+            Error::ApiRequestRefused(error) => Some(error),
             _ => None,
         }
     }
@@ -467,6 +494,7 @@ impl AsyncClientBuilder {
         let (now, wall) = clock_reading();
         let anchor = ClockAnchor::new(now, wall);
         let max_body = self.config.max_body_bytes();
+        let api_config = self.config.clone();
         let (flow, expires_at) = match stored {
             Some(stored) => {
                 let expires_at = access_expiry(&anchor, &stored);
@@ -503,6 +531,7 @@ impl AsyncClientBuilder {
         runtime.spawn(driver.run(inbox));
         Ok(AsyncClient {
             inner: Arc::new(Handle {
+                config: api_config,
                 commands,
                 cache,
                 transport: self.transport,
@@ -536,6 +565,8 @@ pub struct AsyncClient {
 }
 
 struct Handle {
+    /// The configuration, for the check of where the access token may go.
+    config: Config,
     commands: mpsc::Sender<Command>,
     cache: Arc<RwLock<Option<Cached>>>,
     transport: SharedTransport,
@@ -722,11 +753,22 @@ impl AsyncClient {
     /// retries exactly once, and only with a newer token; otherwise the 401 is returned as it
     /// came. Uses the client's transport, with the builder's `api_timeout` and `api_max_body`.
     ///
-    /// The retry is a clone of the request, extensions included.
+    /// The retry is a clone of the request, extensions included. A redirect (`3xx`) is
+    /// returned as it is, never followed, so the access token never goes anywhere but the
+    /// request's own URL.
+    ///
+    /// Before any IO, the request's URL must pass [`Config::check_api_request`]: `https`
+    /// (cleartext `http://` only where the token endpoint may use it) and, when the
+    /// configuration names API origins, one of them; otherwise [`Error::ApiRequestRefused`].
     pub async fn send(
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, Error> {
+        // Before any IO, a token request included: the token must not go there at all.
+        self.inner
+            .config
+            .check_api_request(request.uri())
+            .map_err(Error::ApiRequestRefused)?;
         let bearer = self.bearer().await?;
         let retry = request.clone();
         let response = self.call(request, &bearer).await?;

@@ -23,6 +23,7 @@ use crate::interactive::{
 use crate::output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
+use crate::refused_redirect::{Endpoint, RefusedRedirect};
 use crate::retry_after::parse_retry_after;
 use crate::revocation::TokenTypeHint;
 use crate::secret::SecretString;
@@ -593,15 +594,26 @@ impl TokenFlow {
         let Some(attempt) = self.attempt.as_ref() else {
             return;
         };
-        if matches!(attempt.call, Call::DeviceAuthorization) {
-            self.on_device_authorization(now, response);
-            return;
-        }
+        let device_authorization = matches!(attempt.call, Call::DeviceAuthorization);
         let grant = attempt.kind();
         if grant == GrantKind::RefreshToken {
             if let Some(refresh) = self.refresh_mut() {
                 refresh.unanswered = 0;
             }
+        }
+        let endpoint = if device_authorization {
+            Endpoint::DeviceAuthorization
+        } else {
+            Endpoint::Token
+        };
+        // Before anything is read from it: a redirect's body is not the endpoint's answer.
+        if let Some(redirect) = RefusedRedirect::from_response(endpoint, &response) {
+            self.fail(now, FailureCause::Redirect(redirect));
+            return;
+        }
+        if device_authorization {
+            self.on_device_authorization(now, response);
+            return;
         }
         let (parts, body) = response.into_parts();
         match parse_token_response_to(

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::FailureCause;
 use crate::input::TransportError;
 use crate::output::{Event, HttpRequest, RequestId};
+use crate::refused_redirect::{Endpoint, RefusedRedirect};
 use crate::retry_after::parse_retry_after;
 use crate::revocation::{TokenTypeHint, revocation_request};
 use crate::secret::SecretString;
@@ -141,6 +142,11 @@ impl Revocations {
         response: &http::Response<Vec<u8>>,
         emit: &mut dyn FnMut(Emit),
     ) {
+        // Never followed: it would carry the token, and the client's credentials, elsewhere.
+        if let Some(redirect) = RefusedRedirect::from_response(Endpoint::Revocation, response) {
+            self.give_up(FailureCause::Redirect(redirect), emit);
+            return;
+        }
         let Some(active) = self.active.as_ref() else {
             return;
         };
