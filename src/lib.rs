@@ -168,3 +168,9 @@ pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, Sec
 pub use seed::Seed;
 pub use time::UnixTime;
 pub use token::{StoredTokens, TokenResponse};
+
+/// The README's Rust examples, compiled (and those not marked `no_run`, run) as doctests, so
+/// that they keep up with the API.
+#[cfg(all(doctest, feature = "blocking", feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -84,6 +84,10 @@ pub const DEFAULT_API_MAX_BODY: usize = 16 * 1024 * 1024;
 /// error. Report failures with the [`TransportErrorKind`] that says whether the request may
 /// have reached the server ([`TransportError::not_sent`] only when it cannot have).
 ///
+/// A transport must never follow a redirect: it returns the `3xx` as it is (following it
+/// would carry the request's credentials, or the access token, to wherever `Location`
+/// points).
+///
 /// Closures `Fn(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>` are
 /// transports too; they are responsible for their own timeout and body limit (the client
 /// still refuses an oversized API body, and the flow an oversized token response).
@@ -686,6 +690,8 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     }
 
     /// A valid access token, blocking through a renewal (and its retries) when one is needed.
+    /// Before attaching it to a request of one's own, check the request's URL with
+    /// [`Config::check_api_request`], as [`send`](Self::send) does.
     ///
     /// Fails with [`Error::LoginRequired`] when only a new login can help and the credentials
     /// source (if any) gave none, [`Error::TokenRequest`] when the token request failed after

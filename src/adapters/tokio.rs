@@ -80,7 +80,9 @@ use crate::{
 /// - report a failure before anything was sent (DNS, connection refused, TLS handshake) as
 ///   [`TransportErrorKind::NotSent`], and a failure after as `TimedOut` or `Interrupted`: the
 ///   flow uses the difference to decide whether a refresh token may have been spent;
-/// - never put the request's body or headers in an error message: they carry credentials.
+/// - never put the request's body or headers in an error message: they carry credentials;
+/// - never follow a redirect: return the `3xx` as it is (following it would carry the
+///   request's credentials, or the access token, to wherever `Location` points).
 pub trait AsyncTransport: Send + Sync + 'static {
     /// Sends `request`; answers with the response, whatever its status.
     fn send(
@@ -710,7 +712,8 @@ impl AsyncClient {
 
     /// A valid access token: at once when one is held, otherwise after the one token request
     /// that every waiting caller shares (a renewal, or a login through the credentials
-    /// source).
+    /// source). Before attaching it to a request of one's own, check the request's URL with
+    /// [`Config::check_api_request`], as [`send`](Self::send) does.
     pub async fn bearer(&self) -> Result<Bearer, Error> {
         if self.inner.commands.is_closed() {
             return Err(Error::Shutdown);
