@@ -13,8 +13,8 @@ use support::sim::Sim;
 use tokenflow::challenge::{ChallengeErrorKind, bearer_challenge, parse_challenges};
 use tokenflow::token::{ErrorCode, Malformation, ResponseError, RestoreError};
 use tokenflow::{
-    Access, Config, Credentials, Event, FailureCause, FlowError, GrantKind, Input, RetryPolicy,
-    StoredTokens,
+    Access, Config, Credentials, Event, FailureCause, FlowError, GrantKind, Input, RedirectTarget,
+    RefusedRedirect, RetryPolicy, StoredTokens,
 };
 
 const JSON: &str = "application/json";
@@ -550,22 +550,6 @@ fn cases() -> Vec<Case> {
             |e| matches!(e, ResponseError::Status { status: StatusCode::INTERNAL_SERVER_ERROR, excerpt } if excerpt.is_empty()),
             "answered 500 Internal Server Error without an OAuth error",
         ),
-        case(
-            "redirect to a login page",
-            302,
-            HTML,
-            "<a href=\"/login\">Found</a>",
-            |e| {
-                matches!(
-                    e,
-                    ResponseError::Status {
-                        status: StatusCode::FOUND,
-                        ..
-                    }
-                )
-            },
-            "answered 302 Found",
-        ),
     ]
 }
 
@@ -662,6 +646,61 @@ fn bad_token_responses_to_a_login_fail_cleanly_and_store_nothing() {
         );
         assert_eq!(sim.access(), Access::LoginRequired, "{}", case.name);
     }
+}
+
+/// A redirect (here to a login page, without even a `Location`) is not the endpoint's answer:
+/// it is never read for tokens and never retried; on a refresh, the tokens stay.
+#[test]
+fn a_redirect_to_a_login_page_is_refused_not_read() {
+    let redirect = Fault::Body {
+        status: 302,
+        content_type: HTML,
+        body: "<a href=\"/login\">Found</a>".into(),
+    };
+    let check = |sim: &Sim, grant: GrantKind| {
+        let failed = failures(sim);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].grant, grant);
+        assert!(
+            matches!(
+                &failed[0].cause,
+                FailureCause::Redirect(RefusedRedirect {
+                    status: StatusCode::FOUND,
+                    target: RedirectTarget::Unknown,
+                    ..
+                })
+            ),
+            "{failed:?}"
+        );
+        let message = failed[0].to_string();
+        assert!(
+            message.contains(
+                "the token endpoint answered a redirect (302) without a usable location; \
+                 redirects are never followed for token requests"
+            ),
+            "{message}"
+        );
+    };
+
+    let mut sim = Sim::new(config(), server());
+    sim.server.inject(redirect.clone());
+    sim.login(Credentials::password("joe", "pw"));
+    check(&sim, GrantKind::Password);
+    assert!(sim.stored.is_none());
+
+    let mut sim = Sim::new(config(), server());
+    sim.login(Credentials::password("joe", "pw"));
+    let before = sim.stored.clone();
+    sim.advance(Duration::from_secs(601));
+    sim.server.inject(redirect);
+    assert_eq!(sim.access(), Access::Pending);
+    check(&sim, GrantKind::RefreshToken);
+    assert_eq!(tokens(sim.stored.as_ref()), tokens(before.as_ref()));
+    assert_eq!(sim.server.token_requests(), 2, "no retry");
+    assert!(
+        sim.ready_bearer().is_some(),
+        "the same refresh token still works"
+    );
 }
 
 #[test]
