@@ -57,7 +57,17 @@
 //! exponential backoff and seeded jitter, honouring `Retry-After`; after the last retry the
 //! flow emits [`Event::Failed`] with a [`FlowError`]. A refresh token the server rejects
 //! (`invalid_grant`) is cleared ([`Event::TokensCleared`]) and [`Event::LoginRequired`]
-//! follows. No error, `Debug` or `Display` output ever contains a secret.
+//! follows. A redirect (`3xx`) from the authorization server is never followed nor retried:
+//! it ends the request with [`FailureCause::Redirect`]. No error, `Debug` or `Display` output
+//! ever contains a secret.
+//!
+//! ## Where the access token goes
+//!
+//! [`Config::check_api_request`] says whether a URL may receive the access token: `https`
+//! only (cleartext `http://` on loopback, or with
+//! [`allow_insecure_http`](ConfigBuilder::allow_insecure_http)), and only the origins given to
+//! [`allow_api_origin`](ConfigBuilder::allow_api_origin) when there are any. The adapters'
+//! `send` checks every request with it before any IO and never follows an API's redirect.
 //!
 //! ## ID tokens
 //!

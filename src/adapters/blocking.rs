@@ -290,8 +290,9 @@ fn ureq_error(error: ureq::Error) -> TransportError {
 /// # }
 /// ```
 ///
-/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a document that is
-/// not valid metadata or names another issuer) or [`Error::Transport`].
+/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a redirect, which is
+/// never followed, a document that is not valid metadata or names another issuer) or
+/// [`Error::Transport`].
 pub fn fetch_metadata<T: Transport>(
     transport: &T,
     issuer: &str,

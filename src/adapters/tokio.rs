@@ -374,8 +374,9 @@ impl Error {
 /// # }
 /// ```
 ///
-/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a document that is
-/// not valid metadata or names another issuer) or [`Error::Transport`].
+/// Fails with [`Error::Discovery`] (an invalid issuer, an error status, a redirect, which is
+/// never followed, a document that is not valid metadata or names another issuer) or
+/// [`Error::Transport`].
 pub async fn fetch_metadata(
     transport: &impl AsyncTransport,
     issuer: &str,
