@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::config::{ClientAuth, ConfigBuilder};
+use crate::redact::Redactor;
 use crate::token::{error_excerpt, printable};
 
 /// Which well-known document to ask for.
@@ -107,7 +108,7 @@ impl ProviderMetadata {
         if !status.is_success() {
             return Err(DiscoveryError::Status {
                 status,
-                excerpt: error_excerpt(body),
+                excerpt: error_excerpt(body, &Redactor::NONE),
             });
         }
         let document: serde_json::Map<String, Value> =
@@ -135,8 +136,8 @@ impl ProviderMetadata {
         let issuer = text("issuer")?.ok_or(DiscoveryError::Missing("issuer"))?;
         if issuer != expected_issuer {
             return Err(DiscoveryError::IssuerMismatch {
-                expected: printable(expected_issuer, 200),
-                found: printable(&issuer, 200),
+                expected: printable(expected_issuer, 200, &Redactor::NONE),
+                found: printable(&issuer, 200, &Redactor::NONE),
             });
         }
         Ok(ProviderMetadata {

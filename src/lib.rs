@@ -138,6 +138,7 @@ pub mod grant;
 mod input;
 pub mod interactive;
 mod output;
+mod redact;
 pub mod retry_after;
 pub mod revocation;
 mod scope;

@@ -9,11 +9,12 @@ use crate::config::Config;
 use crate::error::FailureCause;
 use crate::input::TransportError;
 use crate::output::{Event, HttpRequest, RequestId};
+use crate::redact::{Patterns, Secrets};
 use crate::retry_after::parse_retry_after;
 use crate::revocation::{TokenTypeHint, revocation_request};
 use crate::secret::SecretString;
 use crate::time::UnixTime;
-use crate::token::{ResponseError, parse_token_response};
+use crate::token::{ResponseError, parse_token_response_to};
 
 use super::backoff::{Rng, backoff};
 
@@ -42,6 +43,16 @@ enum State {
 pub(crate) enum Emit {
     Send(HttpRequest),
     Event(Event),
+}
+
+/// The tokens waiting to be revoked and the one under way.
+impl Secrets for Revocations {
+    fn visit(&self, patterns: &mut Patterns) {
+        let active = self.active.iter().map(|active| &active.token);
+        for token in active.chain(self.waiting.iter().map(|(token, _)| token)) {
+            patterns.secret(token.expose_secret());
+        }
+    }
 }
 
 impl Revocations {
@@ -139,6 +150,7 @@ impl Revocations {
         config: &Config,
         rng: &mut Rng,
         response: &http::Response<Vec<u8>>,
+        held: &dyn Secrets,
         emit: &mut dyn FnMut(Emit),
     ) {
         let Some(active) = self.active.as_ref() else {
@@ -152,11 +164,13 @@ impl Revocations {
             self.active = None;
             return;
         }
-        let error = match parse_token_response(
+        let error = match parse_token_response_to(
             status,
             response.headers(),
             response.body(),
             config.max_body_bytes,
+            None,
+            &(held, &*self),
         ) {
             Err(error) => error,
             Ok(_) => ResponseError::Status {
