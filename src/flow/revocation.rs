@@ -23,6 +23,9 @@ use super::backoff::{Rng, backoff};
 pub(crate) struct Revocations {
     waiting: VecDeque<(SecretString, TokenTypeHint)>,
     active: Option<Active>,
+    /// The tokens whose revocation ended while others still wait: the server may echo one in
+    /// its answer about the next, and it must be scrubbed from that answer too.
+    ended: Vec<SecretString>,
 }
 
 #[derive(Debug)]
@@ -45,11 +48,13 @@ pub(crate) enum Emit {
     Event(Event),
 }
 
-/// The tokens waiting to be revoked and the one under way.
+/// The tokens waiting to be revoked, the one under way and those of the same logout that
+/// ended before it.
 impl Secrets for Revocations {
     fn visit(&self, patterns: &mut Patterns) {
         let active = self.active.iter().map(|active| &active.token);
-        for token in active.chain(self.waiting.iter().map(|(token, _)| token)) {
+        let waiting = self.waiting.iter().map(|(token, _)| token);
+        for token in active.chain(waiting).chain(&self.ended) {
             patterns.secret(token.expose_secret());
         }
     }
@@ -114,6 +119,17 @@ impl Revocations {
         }
     }
 
+    /// Ends the revocation under way, keeping its token only while others wait.
+    fn finish(&mut self) -> Option<Active> {
+        let active = self.active.take()?;
+        if self.waiting.is_empty() {
+            self.ended.clear();
+        } else {
+            self.ended.push(active.token.clone());
+        }
+        Some(active)
+    }
+
     fn send(
         &mut self,
         now: Instant,
@@ -126,7 +142,7 @@ impl Revocations {
         };
         let Some(request) = revocation_request(config, active.token.expose_secret(), active.hint)
         else {
-            self.active = None;
+            self.finish();
             return;
         };
         let id = RequestId(*next_id);
@@ -161,7 +177,7 @@ impl Revocations {
             emit(Emit::Event(Event::Revoked {
                 token_type: active.hint,
             }));
-            self.active = None;
+            self.finish();
             return;
         }
         let error = match parse_token_response_to(
@@ -239,7 +255,7 @@ impl Revocations {
     }
 
     fn give_up(&mut self, cause: FailureCause, emit: &mut dyn FnMut(Emit)) {
-        if let Some(active) = self.active.take() {
+        if let Some(active) = self.finish() {
             emit(Emit::Event(Event::RevocationFailed {
                 token_type: active.hint,
                 attempts: active.sends,
