@@ -154,7 +154,7 @@ impl Stage {
 
 /// How the server writes the secret back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
+enum Encoding {
     Raw,
     FormEncoded,
     PercentEncoded,
@@ -164,12 +164,12 @@ enum Form {
     Basic,
 }
 
-const FORMS: [Form; 5] = [
-    Form::Raw,
-    Form::FormEncoded,
-    Form::PercentEncoded,
-    Form::Cleaned,
-    Form::Basic,
+const FORMS: [Encoding; 5] = [
+    Encoding::Raw,
+    Encoding::FormEncoded,
+    Encoding::PercentEncoded,
+    Encoding::Cleaned,
+    Encoding::Basic,
 ];
 
 /// The values of the secrets a scenario starts with.
@@ -202,7 +202,7 @@ struct Echo {
     stage: Stage,
     auth: ClientAuth,
     which: Which,
-    form: Form,
+    form: Encoding,
     slot: Slot,
     /// Characters of filler before the secret.
     at: usize,
@@ -450,14 +450,14 @@ fn secret_and_placed(values: &Values, echo: &Echo, request: &Request<Vec<u8>>) -
             .expect("the exchange sends its verifier"),
     };
     let placed = match echo.form {
-        Form::Raw => secret.clone(),
-        Form::FormEncoded => form_urlencode(&secret),
-        Form::PercentEncoded => percent_encode(&secret),
-        Form::Cleaned => secret
+        Encoding::Raw => secret.clone(),
+        Encoding::FormEncoded => form_urlencode(&secret),
+        Encoding::PercentEncoded => percent_encode(&secret),
+        Encoding::Cleaned => secret
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect(),
-        Form::Basic => match request.headers().get("authorization") {
+        Encoding::Basic => match request.headers().get("authorization") {
             Some(basic) if echo.which == Which::ClientSecret => basic
                 .to_str()
                 .unwrap()
@@ -545,7 +545,7 @@ fn a_secret_straddling_the_cut_leaves_no_piece() {
                     stage,
                     auth: ClientAuth::SecretPost,
                     which,
-                    form: Form::Raw,
+                    form: Encoding::Raw,
                     slot,
                     at,
                     after: 50,
@@ -560,22 +560,30 @@ fn a_secret_straddling_the_cut_leaves_no_piece() {
 fn secrets_echoed_in_another_encoding_are_scrubbed() {
     let values = Values::default();
     for (which, form, auth) in [
-        (Which::Password, Form::FormEncoded, ClientAuth::SecretPost),
         (
             Which::Password,
-            Form::PercentEncoded,
+            Encoding::FormEncoded,
             ClientAuth::SecretPost,
         ),
-        (Which::Password, Form::Cleaned, ClientAuth::SecretPost),
         (
-            Which::ClientSecret,
-            Form::FormEncoded,
+            Which::Password,
+            Encoding::PercentEncoded,
             ClientAuth::SecretPost,
         ),
-        (Which::ClientSecret, Form::Basic, ClientAuth::SecretBasic),
+        (Which::Password, Encoding::Cleaned, ClientAuth::SecretPost),
         (
             Which::ClientSecret,
-            Form::Basic,
+            Encoding::FormEncoded,
+            ClientAuth::SecretPost,
+        ),
+        (
+            Which::ClientSecret,
+            Encoding::Basic,
+            ClientAuth::SecretBasic,
+        ),
+        (
+            Which::ClientSecret,
+            Encoding::Basic,
             ClientAuth::SecretBasicUnencoded,
         ),
     ] {
@@ -601,7 +609,7 @@ fn a_duplicated_field_name_is_scrubbed() {
                 stage,
                 auth: ClientAuth::SecretPost,
                 which: *which,
-                form: Form::Raw,
+                form: Encoding::Raw,
                 slot: Slot::DuplicateField,
                 at: 4,
                 after: 4,
@@ -620,7 +628,7 @@ fn revocation_errors_are_scrubbed() {
                 stage: Stage::Revocation,
                 auth: ClientAuth::SecretBasic,
                 which: *which,
-                form: Form::Raw,
+                form: Encoding::Raw,
                 slot: *slot,
                 at: 3,
                 after: 3,
@@ -638,13 +646,13 @@ fn every_cut_through_every_secret_in_every_text() {
     for stage in STAGES {
         for &which in stage.secrets() {
             for form in FORMS {
-                if form == Form::Basic && which != Which::ClientSecret {
+                if form == Encoding::Basic && which != Which::ClientSecret {
                     continue;
                 }
                 for &slot in stage.slots() {
                     let mut echo = Echo {
                         stage,
-                        auth: if form == Form::Basic {
+                        auth: if form == Encoding::Basic {
                             ClientAuth::SecretBasic
                         } else {
                             ClientAuth::SecretPost

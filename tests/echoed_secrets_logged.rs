@@ -81,7 +81,7 @@ enum Which {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
+enum Encoding {
     Raw,
     FormEncoded,
     Basic,
@@ -128,7 +128,7 @@ impl Slot {
 struct Echo {
     stage: Stage,
     which: Which,
-    form: Form,
+    form: Encoding,
     slot: Slot,
     at: usize,
     password: String,
@@ -176,9 +176,9 @@ fn run(echo: &Echo) -> String {
             Which::RefreshToken => echo.refresh_token.clone(),
         };
         let placed = match echo.form {
-            Form::Raw => secret,
-            Form::FormEncoded => form_encode(&secret),
-            Form::Basic => request.headers()["authorization"]
+            Encoding::Raw => secret,
+            Encoding::FormEncoded => form_encode(&secret),
+            Encoding::Basic => request.headers()["authorization"]
                 .to_str()
                 .unwrap()
                 .strip_prefix("Basic ")
@@ -279,7 +279,11 @@ fn echo() -> impl Strategy<Value = Echo> {
             Just(Stage::Refresh),
             Just(Stage::Revocation)
         ],
-        prop_oneof![Just(Form::Raw), Just(Form::FormEncoded), Just(Form::Basic)],
+        prop_oneof![
+            Just(Encoding::Raw),
+            Just(Encoding::FormEncoded),
+            Just(Encoding::Basic)
+        ],
         prop_oneof![Just(Slot::Description), Just(Slot::Code), Just(Slot::Page)],
         any::<proptest::sample::Index>(),
         0usize..40,
@@ -320,7 +324,7 @@ fn a_refresh_token_cut_by_the_description_limit_is_not_logged() {
     check(&Echo {
         stage: Stage::Refresh,
         which: Which::RefreshToken,
-        form: Form::Raw,
+        form: Encoding::Raw,
         slot: Slot::Description,
         at: 190,
         password: "PW-SECRET+hunter2&=%".into(),

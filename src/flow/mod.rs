@@ -318,10 +318,9 @@ impl TokenFlow {
                 self.revocations.on_response(
                     now,
                     wall,
-                    &self.config,
+                    &held,
                     &mut self.rng,
                     &response,
-                    &held,
                     &mut |emit| queue.push_back(emit.into()),
                 );
                 self.tick_revocations(now);

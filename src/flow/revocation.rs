@@ -17,6 +17,7 @@ use crate::time::UnixTime;
 use crate::token::{ResponseError, parse_token_response_to};
 
 use super::backoff::{Rng, backoff};
+use super::secrets::Held;
 
 /// Tokens waiting to be revoked, and the revocation under way.
 #[derive(Debug, Default)]
@@ -158,17 +159,18 @@ impl Revocations {
     }
 
     /// RFC 7009 §2.2: 200 means revoked (also for a token the server did not know); §2.2.1:
-    /// 503 means try again later, honouring `Retry-After`.
+    /// 503 means try again later, honouring `Retry-After`. `held` is the rest of the flow's
+    /// secrets (and its configuration), to be scrubbed from an error's text with these.
     pub(crate) fn on_response(
         &mut self,
         now: Instant,
         wall: UnixTime,
-        config: &Config,
+        held: &Held<'_>,
         rng: &mut Rng,
         response: &http::Response<Vec<u8>>,
-        held: &dyn Secrets,
         emit: &mut dyn FnMut(Emit),
     ) {
+        let config = held.config;
         let Some(active) = self.active.as_ref() else {
             return;
         };
