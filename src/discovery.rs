@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::config::{ClientAuth, ConfigBuilder};
 use crate::refused_redirect::RefusedRedirect;
+use crate::redact::Redactor;
 use crate::token::{error_excerpt, printable};
 
 /// Which well-known document to ask for.
@@ -108,7 +109,7 @@ impl ProviderMetadata {
         if !status.is_success() {
             return Err(DiscoveryError::Status {
                 status,
-                excerpt: error_excerpt(body),
+                excerpt: error_excerpt(body, &Redactor::NONE),
             });
         }
         let document: serde_json::Map<String, Value> =
@@ -136,8 +137,8 @@ impl ProviderMetadata {
         let issuer = text("issuer")?.ok_or(DiscoveryError::Missing("issuer"))?;
         if issuer != expected_issuer {
             return Err(DiscoveryError::IssuerMismatch {
-                expected: printable(expected_issuer, 200),
-                found: printable(&issuer, 200),
+                expected: printable(expected_issuer, 200, &Redactor::NONE),
+                found: printable(&issuer, 200, &Redactor::NONE),
             });
         }
         Ok(ProviderMetadata {

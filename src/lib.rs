@@ -151,6 +151,7 @@ pub mod interactive;
 mod origin;
 mod output;
 pub mod refused_redirect;
+mod redact;
 pub mod retry_after;
 pub mod revocation;
 mod scope;

@@ -4,6 +4,7 @@ mod attempt;
 mod backoff;
 mod clock;
 mod revocation;
+mod secrets;
 mod tokens;
 
 use std::collections::VecDeque;
@@ -38,6 +39,7 @@ use attempt::{Attempt, AttemptState, Call, DevicePoll, Purpose};
 use backoff::{Rng, backoff};
 use clock::Clock;
 use revocation::{Emit, Revocations};
+use secrets::Held;
 use tokens::{HeldRefresh, TokenSet};
 
 /// Keeps an OAuth 2.0 client holding a valid access token, without doing any IO.
@@ -307,10 +309,17 @@ impl TokenFlow {
             Input::Response { id, response } if self.revocations.is_current(id) => {
                 let wall = self.clock.wall_at(now);
                 let queue = &mut self.queue;
+                let held = Held {
+                    config: &self.config,
+                    attempt: self.attempt.as_ref(),
+                    tokens: self.tokens.as_ref(),
+                    authorization: self.authorization.as_ref(),
+                    revocations: None,
+                };
                 self.revocations.on_response(
                     now,
                     wall,
-                    &self.config,
+                    &held,
                     &mut self.rng,
                     &response,
                     &mut |emit| queue.push_back(emit.into()),
@@ -622,6 +631,7 @@ impl TokenFlow {
             &body,
             self.config.max_body_bytes,
             self.config.scope.as_ref(),
+            &self.held_secrets(),
         ) {
             Ok(token_response) => self.apply(now, grant, token_response),
             Err(error) => {
@@ -700,6 +710,7 @@ impl TokenFlow {
             &parts.headers,
             &body,
             self.config.max_body_bytes,
+            &self.held_secrets(),
         ) {
             Ok(grant) => {
                 let poll = DevicePoll {
@@ -738,10 +749,9 @@ impl TokenFlow {
         &mut self,
         now: Instant,
         grant: GrantKind,
-        mut error: ResponseError,
+        error: ResponseError,
         headers: &http::HeaderMap,
     ) {
-        self.redact_known_secrets(&mut error);
         if let Some(poll) = self.attempt.as_ref().and_then(|a| a.poll) {
             match error.code() {
                 Some(ErrorCode::AuthorizationPending) => {
@@ -782,36 +792,14 @@ impl TokenFlow {
         self.fail(now, FailureCause::Endpoint(error));
     }
 
-    /// Scrubs every secret the flow knows from text a server sent back.
-    fn redact_known_secrets(&self, error: &mut ResponseError) {
-        if let Some(secret) = &self.config.client_secret {
-            error.redact(secret.expose_secret());
-        }
-        match self.attempt.as_ref().map(|a| &a.call) {
-            Some(Call::Token(TokenGrant::Password { password, .. })) => {
-                error.redact(password.expose_secret())
-            }
-            Some(Call::Token(TokenGrant::RefreshToken(token))) => {
-                error.redact(token.expose_secret())
-            }
-            Some(Call::Token(TokenGrant::AuthorizationCode {
-                code,
-                code_verifier,
-                ..
-            })) => {
-                error.redact(code.expose_secret());
-                error.redact(code_verifier.expose_secret());
-            }
-            Some(Call::Token(TokenGrant::DeviceCode(code))) => error.redact(code.expose_secret()),
-            _ => {}
-        }
-        if let Some(tokens) = &self.tokens {
-            if let Some(access) = &tokens.access {
-                error.redact(access.token.expose_secret());
-            }
-            if let Some(refresh) = &tokens.refresh {
-                error.redact(refresh.token.expose_secret());
-            }
+    /// Every secret the flow holds, for scrubbing from the text of a token endpoint's error.
+    fn held_secrets(&self) -> Held<'_> {
+        Held {
+            config: &self.config,
+            attempt: self.attempt.as_ref(),
+            tokens: self.tokens.as_ref(),
+            authorization: self.authorization.as_ref(),
+            revocations: Some(&self.revocations),
         }
     }
 

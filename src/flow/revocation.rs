@@ -10,19 +10,24 @@ use crate::error::FailureCause;
 use crate::input::TransportError;
 use crate::output::{Event, HttpRequest, RequestId};
 use crate::refused_redirect::{Endpoint, RefusedRedirect};
+use crate::redact::{Patterns, Secrets};
 use crate::retry_after::parse_retry_after;
 use crate::revocation::{TokenTypeHint, revocation_request};
 use crate::secret::SecretString;
 use crate::time::UnixTime;
-use crate::token::{ResponseError, parse_token_response};
+use crate::token::{ResponseError, parse_token_response_to};
 
 use super::backoff::{Rng, backoff};
+use super::secrets::Held;
 
 /// Tokens waiting to be revoked, and the revocation under way.
 #[derive(Debug, Default)]
 pub(crate) struct Revocations {
     waiting: VecDeque<(SecretString, TokenTypeHint)>,
     active: Option<Active>,
+    /// The tokens whose revocation ended while others still wait: the server may echo one in
+    /// its answer about the next, and it must be scrubbed from that answer too.
+    ended: Vec<SecretString>,
 }
 
 #[derive(Debug)]
@@ -43,6 +48,18 @@ enum State {
 pub(crate) enum Emit {
     Send(HttpRequest),
     Event(Event),
+}
+
+/// The tokens waiting to be revoked, the one under way and those of the same logout that
+/// ended before it.
+impl Secrets for Revocations {
+    fn visit(&self, patterns: &mut Patterns) {
+        let active = self.active.iter().map(|active| &active.token);
+        let waiting = self.waiting.iter().map(|(token, _)| token);
+        for token in active.chain(waiting).chain(&self.ended) {
+            patterns.secret(token.expose_secret());
+        }
+    }
 }
 
 impl Revocations {
@@ -104,6 +121,17 @@ impl Revocations {
         }
     }
 
+    /// Ends the revocation under way, keeping its token only while others wait.
+    fn finish(&mut self) -> Option<Active> {
+        let active = self.active.take()?;
+        if self.waiting.is_empty() {
+            self.ended.clear();
+        } else {
+            self.ended.push(active.token.clone());
+        }
+        Some(active)
+    }
+
     fn send(
         &mut self,
         now: Instant,
@@ -116,7 +144,7 @@ impl Revocations {
         };
         let Some(request) = revocation_request(config, active.token.expose_secret(), active.hint)
         else {
-            self.active = None;
+            self.finish();
             return;
         };
         let id = RequestId(*next_id);
@@ -132,12 +160,13 @@ impl Revocations {
     }
 
     /// RFC 7009 §2.2: 200 means revoked (also for a token the server did not know); §2.2.1:
-    /// 503 means try again later, honouring `Retry-After`.
+    /// 503 means try again later, honouring `Retry-After`. `held` is the rest of the flow's
+    /// secrets (and its configuration), to be scrubbed from an error's text with these.
     pub(crate) fn on_response(
         &mut self,
         now: Instant,
         wall: UnixTime,
-        config: &Config,
+        held: &Held<'_>,
         rng: &mut Rng,
         response: &http::Response<Vec<u8>>,
         emit: &mut dyn FnMut(Emit),
@@ -147,6 +176,7 @@ impl Revocations {
             self.give_up(FailureCause::Redirect(redirect), emit);
             return;
         }
+        let config = held.config;
         let Some(active) = self.active.as_ref() else {
             return;
         };
@@ -155,14 +185,16 @@ impl Revocations {
             emit(Emit::Event(Event::Revoked {
                 token_type: active.hint,
             }));
-            self.active = None;
+            self.finish();
             return;
         }
-        let error = match parse_token_response(
+        let error = match parse_token_response_to(
             status,
             response.headers(),
             response.body(),
             config.max_body_bytes,
+            None,
+            &(held, &*self),
         ) {
             Err(error) => error,
             Ok(_) => ResponseError::Status {
@@ -231,7 +263,7 @@ impl Revocations {
     }
 
     fn give_up(&mut self, cause: FailureCause, emit: &mut dyn FnMut(Emit)) {
-        if let Some(active) = self.active.take() {
+        if let Some(active) = self.finish() {
             emit(Emit::Event(Event::RevocationFailed {
                 token_type: active.hint,
                 attempts: active.sends,

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::config::Config;
+use crate::redact::Redactor;
 use crate::secret::SecretString;
 use crate::token::{ErrorCode, printable};
 
@@ -117,15 +118,15 @@ pub(crate) fn parse_callback(
     if let (Some(expected), Some(found)) = (expected_issuer, iss.as_deref()) {
         if expected != found {
             return Err(AuthorizationError::IssuerMismatch {
-                expected: printable(expected, 200),
-                found: printable(found, 200),
+                expected: printable(expected, 200, &Redactor::NONE),
+                found: printable(found, 200, &Redactor::NONE),
             });
         }
     }
     if let Some(error) = error {
         return Err(AuthorizationError::Denied {
             code: ErrorCode::parse(&error),
-            description: description.map(|d| printable(&d, 200)),
+            description: description.map(|d| printable(&d, 200, &Redactor::NONE)),
         });
     }
     let code = code

@@ -10,10 +10,11 @@ use crate::client_auth;
 use crate::config::Config;
 use crate::form::FormBody;
 use crate::grant::form_post;
+use crate::redact::Secrets;
 use crate::secret::SecretString;
 use crate::token::Malformation;
 use crate::token::fields::{Fields, lenient_seconds};
-use crate::token::{ResponseError, parse_token_response};
+use crate::token::{ResponseError, parse_token_response_to};
 
 /// RFC 8628 §3.2: the default polling interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -61,10 +62,11 @@ pub(crate) fn parse_device_response(
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
+    secrets: &dyn Secrets,
 ) -> Result<DeviceGrant, ResponseError> {
     if !status.is_success() || body.len() > max_body_bytes {
         // The error shapes are those of the token endpoint (§3.2 refers to RFC 6749 §5.2).
-        return match parse_token_response(status, headers, body, max_body_bytes) {
+        return match parse_token_response_to(status, headers, body, max_body_bytes, None, secrets) {
             Err(error) => Err(error),
             Ok(_) => Err(ResponseError::Status {
                 status,
@@ -75,7 +77,7 @@ pub(crate) fn parse_device_response(
     let malformed = |problem| ResponseError::Malformed { status, problem };
     let fields = Fields::from_json(body).map_err(malformed)?;
     if let Some(Value::String(_)) = fields.get("error") {
-        return match parse_token_response(status, headers, body, max_body_bytes) {
+        return match parse_token_response_to(status, headers, body, max_body_bytes, None, secrets) {
             Err(error) => Err(error),
             Ok(_) => Err(malformed(Malformation::NotAnObject)),
         };
@@ -136,7 +138,13 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<DeviceGrant, ResponseError> {
-        parse_device_response(StatusCode::OK, &HeaderMap::new(), body.as_bytes(), 4096)
+        parse_device_response(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            4096,
+            &(),
+        )
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::redact::{Redactor, cut};
+
 /// An error code from the token endpoint (RFC 6749 §5.2, RFC 8628 §3.5, and the two codes of
 /// §4.1.2.1 that some servers also send from the token endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,13 +35,19 @@ pub enum ErrorCode {
     AccessDenied,
     /// `expired_token` (device flow)
     ExpiredToken,
-    /// Any other code, as sent (truncated to 64 printable characters).
+    /// Any other code, as sent: the secrets the flow holds scrubbed, then control characters
+    /// replaced and the code cut to 64 characters.
     Other(String),
 }
 
 impl ErrorCode {
     /// Reads an `error` value.
     pub fn parse(code: &str) -> ErrorCode {
+        ErrorCode::read(code, &Redactor::NONE)
+    }
+
+    /// Reads an `error` value, scrubbing the secrets of `redactor` from an unknown one.
+    pub(crate) fn read(code: &str, redactor: &Redactor) -> ErrorCode {
         match code {
             "invalid_request" => ErrorCode::InvalidRequest,
             "invalid_client" => ErrorCode::InvalidClient,
@@ -53,7 +61,7 @@ impl ErrorCode {
             "slow_down" => ErrorCode::SlowDown,
             "access_denied" => ErrorCode::AccessDenied,
             "expired_token" => ErrorCode::ExpiredToken,
-            other => ErrorCode::Other(printable(other, 64)),
+            other => ErrorCode::Other(printable(other, 64, redactor)),
         }
     }
 
@@ -90,9 +98,10 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// The `error` code.
     pub code: ErrorCode,
-    /// `error_description`, truncated to 200 printable characters.
+    /// `error_description`: the secrets the flow holds scrubbed, then control characters
+    /// replaced and the text cut to 200 characters.
     pub description: Option<String>,
-    /// `error_uri`, truncated to 200 printable characters.
+    /// `error_uri`, scrubbed, cleaned and cut like the description.
     pub uri: Option<String>,
 }
 
@@ -134,7 +143,8 @@ pub enum Malformation {
         /// What was expected.
         expected: &'static str,
     },
-    /// A field appears more than once, so which value counts is ambiguous.
+    /// A field appears more than once, so which value counts is ambiguous. The name is
+    /// scrubbed, cleaned and cut to 64 characters like an error code.
     DuplicateField(String),
     /// A token holds characters that cannot be sent in an HTTP header.
     UnsendableToken(&'static str),
@@ -174,7 +184,9 @@ impl fmt::Display for Malformation {
 /// Why a token endpoint response could not be used.
 ///
 /// Neither `Debug` nor `Display` ever contains a token: bodies of success responses are never
-/// quoted, and excerpts of error pages are short and stripped of markup.
+/// quoted, and excerpts of error pages are short and stripped of markup. The text a server sent
+/// (descriptions, unknown codes, excerpts, field names, token types) has the secrets the flow
+/// holds scrubbed from it, in every form the flow sends them, before it is cut to length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ResponseError {
@@ -196,7 +208,7 @@ pub enum ResponseError {
     },
     /// The token type is one this client does not understand (RFC 6749 §7.1).
     UnsupportedTokenType {
-        /// The type as sent (truncated to 32 printable characters).
+        /// The type as sent: scrubbed, cleaned and cut to 32 characters.
         token_type: String,
     },
     /// The body is larger than the configured limit.
@@ -225,34 +237,6 @@ impl ResponseError {
         match self {
             ResponseError::OAuth(error) => Some(&error.code),
             _ => None,
-        }
-    }
-}
-
-impl ResponseError {
-    /// Replaces every occurrence of `secret` in the text the server sent (descriptions,
-    /// excerpts) with `[redacted]`. A server that echoes a token or a password back in its
-    /// error page must not make it reach a log through this error.
-    pub(crate) fn redact(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let scrub = |text: &mut String| {
-            if text.contains(secret) {
-                *text = text.replace(secret, "[redacted]");
-            }
-        };
-        match self {
-            ResponseError::OAuth(error) => {
-                error.description.as_mut().map(scrub);
-                error.uri.as_mut().map(scrub);
-                if let ErrorCode::Other(code) = &mut error.code {
-                    scrub(code);
-                }
-            }
-            ResponseError::Status { excerpt, .. } => scrub(excerpt),
-            ResponseError::UnsupportedTokenType { token_type } => scrub(token_type),
-            ResponseError::Malformed { .. } | ResponseError::TooLarge { .. } => {}
         }
     }
 }
@@ -289,23 +273,34 @@ impl fmt::Display for ResponseError {
 
 impl std::error::Error for ResponseError {}
 
-/// `text` cut to `max` characters, with control characters replaced, for safe display.
-pub(crate) fn printable(text: &str, max: usize) -> String {
-    let mut out: String = text
+/// `text` for display: the secrets of `redactor` scrubbed, control characters replaced, cut to
+/// `max` characters and marked with `…` when cut.
+///
+/// Scrubbing comes first: a secret straddling the cut, or holding a control character, would
+/// no longer match afterwards. The cut never splits a scrubbed secret's marker.
+pub(crate) fn printable(text: &str, max: usize, redactor: &Redactor) -> String {
+    let scrubbed = redactor.redact(text);
+    let (kept, more) = cut(&scrubbed, max);
+    let mut out: String = kept
         .chars()
-        .take(max)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if text.chars().nth(max).is_some() {
+    if more {
         out.push('…');
     }
     out
 }
 
-/// A short excerpt of an error page: markup removed, white space collapsed, 100 characters.
-pub(crate) fn excerpt(body: &[u8]) -> String {
+/// A short excerpt of an error page: the secrets of `redactor` scrubbed, markup removed, white
+/// space collapsed, 100 characters.
+///
+/// The page is scrubbed as it came: removing markup or collapsing white space first could join
+/// or split a secret so that it no longer matches. Only the first 4 KiB are read; a secret
+/// straddling that limit loses its end there, and the part left is scrubbed as a piece.
+pub(crate) fn excerpt(body: &[u8], redactor: &Redactor) -> String {
     let head = body.get(..body.len().min(4096)).unwrap_or_default();
     let text = String::from_utf8_lossy(head);
+    let text = redactor.redact(&text);
     let mut plain = String::with_capacity(128);
     let mut in_tag = false;
     let mut last_space = true;
@@ -332,7 +327,7 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
             }
         }
     }
-    printable(plain.trim(), 100)
+    printable(plain.trim(), 100, &Redactor::NONE)
 }
 
 #[cfg(test)]
@@ -342,24 +337,18 @@ mod tests {
     #[test]
     fn excerpts_strip_markup_and_are_short() {
         let page = b"<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad   Gateway</h1></body></html>";
-        assert_eq!(excerpt(page), "502 Bad Gateway Bad Gateway");
-        let long = "x".repeat(500);
-        assert_eq!(excerpt(long.as_bytes()).chars().count(), 101);
-        assert_eq!(excerpt(&[0xff, 0xfe, b'a']), "\u{fffd}\u{fffd}a");
-    }
-
-    #[test]
-    fn redact_scrubs_echoed_secrets() {
-        let mut error = ResponseError::OAuth(OAuthError {
-            status: StatusCode::BAD_REQUEST,
-            code: ErrorCode::InvalidGrant,
-            description: Some("token RT-1 was already used".into()),
-            uri: None,
-        });
-        error.redact("RT-1");
         assert_eq!(
-            error.to_string(),
-            "the token endpoint answered 400 Bad Request with error invalid_grant: token [redacted] was already used"
+            excerpt(page, &Redactor::NONE),
+            "502 Bad Gateway Bad Gateway"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            excerpt(long.as_bytes(), &Redactor::NONE).chars().count(),
+            101
+        );
+        assert_eq!(
+            excerpt(&[0xff, 0xfe, b'a'], &Redactor::NONE),
+            "\u{fffd}\u{fffd}a"
         );
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
+use crate::redact::{Redactor, Secrets};
 use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
@@ -81,23 +82,28 @@ impl TokenResponse {
 /// or an array; a form-encoded body when the server says so. Strict where a mistake would
 /// send a wrong token: a missing or unsendable `access_token`, a duplicated field, an unknown
 /// token type. A `200` carrying an `error` is an error.
+///
+/// This function knows no secrets, so the text of an error is only cleaned and cut; a
+/// [`TokenFlow`](crate::TokenFlow) reading the same response scrubs the secrets it holds too.
 pub fn parse_token_response(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
 ) -> Result<TokenResponse, ResponseError> {
-    parse_token_response_to(status, headers, body, max_body_bytes, None)
+    parse_token_response_to(status, headers, body, max_body_bytes, None, &())
 }
 
 /// [`parse_token_response`] for a request that asked for `requested`: a granted scope equal
-/// to it shares its buffer instead of being copied.
+/// to it shares its buffer instead of being copied. The text of an error has the secrets of
+/// `secrets` scrubbed from it; they are only visited when there is an error.
 pub(crate) fn parse_token_response_to(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
     requested: Option<&Scope>,
+    secrets: &dyn Secrets,
 ) -> Result<TokenResponse, ResponseError> {
     if body.len() > max_body_bytes {
         return Err(ResponseError::TooLarge {
@@ -111,10 +117,11 @@ pub(crate) fn parse_token_response_to(
     if status.is_success() {
         let mut known = KnownFields::default();
         if let Some(extra) = flat_json::read_token_response(trim_start(body), &mut known) {
-            return token_response(&mut known, extra, requested).map_err(|error| error.at(status));
+            return token_response(&mut known, extra, requested)
+                .map_err(|error| error.at(status, secrets));
         }
     }
-    read_in_general(status, headers, body, requested)
+    read_in_general(status, headers, body, requested, secrets)
 }
 
 /// [`parse_token_response`] without the size check and the one-pass reader.
@@ -123,6 +130,7 @@ fn read_in_general(
     headers: &HeaderMap,
     body: &[u8],
     requested: Option<&Scope>,
+    secrets: &dyn Secrets,
 ) -> Result<TokenResponse, ResponseError> {
     let malformed = |problem| ResponseError::Malformed { status, problem };
     let mut fields = match read_fields(headers, body) {
@@ -134,12 +142,12 @@ fn read_in_general(
                 excerpt: if looks_like_json(body) {
                     String::new()
                 } else {
-                    excerpt(body)
+                    excerpt(body, &Redactor::new(secrets))
                 },
             });
         }
     };
-    if let Some(error) = oauth_error(status, &fields) {
+    if let Some(error) = oauth_error(status, &fields, secrets) {
         return Err(ResponseError::OAuth(error));
     }
     if !status.is_success() {
@@ -149,11 +157,12 @@ fn read_in_general(
         });
     }
     if let Some(name) = fields.duplicate() {
-        return Err(malformed(Malformation::DuplicateField(printable(name, 64))));
+        let name = printable(name, 64, &Redactor::new(secrets));
+        return Err(malformed(Malformation::DuplicateField(name)));
     }
     let mut known = KnownFields::take_from(&mut fields);
     token_response(&mut known, fields.into_extra(&KNOWN_FIELDS), requested)
-        .map_err(|error| error.at(status))
+        .map_err(|error| error.at(status, secrets))
 }
 
 /// After a success response that could not be read, the refresh token it carries, if any.
@@ -206,17 +215,18 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn oauth_error(status: StatusCode, fields: &Fields) -> Option<OAuthError> {
+fn oauth_error(status: StatusCode, fields: &Fields, secrets: &dyn Secrets) -> Option<OAuthError> {
     let Value::String(code) = fields.get("error")? else {
         return None;
     };
+    let redactor = Redactor::new(secrets);
     let text = |name| match fields.get(name) {
-        Some(Value::String(text)) => Some(printable(text, 200)),
+        Some(Value::String(text)) => Some(printable(text, 200, &redactor)),
         _ => None,
     };
     Some(OAuthError {
         status,
-        code: ErrorCode::parse(code),
+        code: ErrorCode::read(code, &redactor),
         description: text("error_description"),
         uri: text("error_uri"),
     })
@@ -224,14 +234,17 @@ fn oauth_error(status: StatusCode, fields: &Fields) -> Option<OAuthError> {
 
 enum Problem {
     Malformed(Malformation),
+    /// The token type as sent, not yet scrubbed.
     TokenType(String),
 }
 
 impl Problem {
-    fn at(self, status: StatusCode) -> ResponseError {
+    fn at(self, status: StatusCode, secrets: &dyn Secrets) -> ResponseError {
         match self {
             Problem::Malformed(problem) => ResponseError::Malformed { status, problem },
-            Problem::TokenType(token_type) => ResponseError::UnsupportedTokenType { token_type },
+            Problem::TokenType(token_type) => ResponseError::UnsupportedTokenType {
+                token_type: printable(&token_type, 32, &Redactor::new(secrets)),
+            },
         }
     }
 }
@@ -263,7 +276,7 @@ fn token_response(
     let token_type = match known.token_type.take() {
         None => TokenType::Bearer,
         Some(Raw::Text(kind)) if is_bearer(&kind) => TokenType::Bearer,
-        Some(Raw::Text(kind)) => return Err(Problem::TokenType(printable(&kind, 32))),
+        Some(Raw::Text(kind)) => return Err(Problem::TokenType(kind.into_owned())),
         Some(Raw::Json(_)) => return Err(wrong_type("token_type", "a string").into()),
     };
     let expires_in = match known.expires_in.as_ref().map(Raw::seconds) {
@@ -503,7 +516,7 @@ mod tests {
     fn readers_agree(body: &[u8]) -> Result<(), String> {
         let headers = HeaderMap::new();
         let answer = parse_token_response(StatusCode::OK, &headers, body, usize::MAX);
-        let general = read_in_general(StatusCode::OK, &headers, body, None);
+        let general = read_in_general(StatusCode::OK, &headers, body, None, &());
         if answer != general {
             return Err(format!(
                 "{:?}: {answer:?} but in general {general:?}",
@@ -551,6 +564,7 @@ mod tests {
                 body.as_bytes(),
                 LIMIT,
                 Some(&requested),
+                &(),
             )
             .unwrap()
             .scope
