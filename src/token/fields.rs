@@ -81,6 +81,15 @@ impl<'a> Fields<'a> {
         self.duplicate.as_deref()
     }
 
+    /// Whether `name` was given more than once, whatever its values.
+    pub(crate) fn appears_more_than_once(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .filter(|(n, _)| n == name)
+            .nth(1)
+            .is_some()
+    }
+
     /// The value of `name`, treating JSON `null` as absent.
     pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.entries
@@ -219,18 +228,32 @@ fn seconds_from_float(seconds: f64) -> Result<Option<Duration>, NumberProblem> {
     ))
 }
 
-/// A point in time given as epoch milliseconds, as a number or a numeric string.
-pub(crate) fn lenient_epoch_millis(value: &Value) -> Option<UnixTime> {
+/// Epoch values below this are seconds, values from it on milliseconds. As seconds it is the
+/// year 5138; as milliseconds, March 1973, before any token was issued: every time a server
+/// can mean reads right in its own unit.
+pub(crate) const EPOCH_MILLIS_FROM: u64 = 100_000_000_000;
+
+/// A point in time given as epoch seconds or epoch milliseconds, told apart by magnitude (see
+/// [`EPOCH_MILLIS_FROM`]), as a number or a numeric string. Zero says nothing and is absent.
+pub(crate) fn lenient_epoch(value: &Value) -> Option<UnixTime> {
     match value {
-        Value::Number(n) => n.as_u64().map(UnixTime::from_millis),
-        Value::String(text) => epoch_millis_in_text(text),
+        Value::Number(n) => n.as_u64().and_then(epoch_from_number),
+        Value::String(text) => epoch_in_text(text),
         _ => None,
     }
 }
 
-/// [`lenient_epoch_millis`] for a number inside a string.
-pub(crate) fn epoch_millis_in_text(text: &str) -> Option<UnixTime> {
-    text.trim().parse::<u64>().ok().map(UnixTime::from_millis)
+/// [`lenient_epoch`] for a number inside a string.
+pub(crate) fn epoch_in_text(text: &str) -> Option<UnixTime> {
+    text.trim().parse::<u64>().ok().and_then(epoch_from_number)
+}
+
+fn epoch_from_number(number: u64) -> Option<UnixTime> {
+    match number {
+        0 => None,
+        seconds if seconds < EPOCH_MILLIS_FROM => Some(UnixTime::from_secs(seconds)),
+        millis => Some(UnixTime::from_millis(millis)),
+    }
 }
 
 #[cfg(test)]
@@ -281,9 +304,42 @@ mod tests {
     #[test]
     fn epoch_millis_from_strings() {
         assert_eq!(
-            lenient_epoch_millis(&json!("1521035756257")),
+            lenient_epoch(&json!("1521035756257")),
             Some(UnixTime::from_millis(1_521_035_756_257))
         );
-        assert_eq!(lenient_epoch_millis(&json!("x")), None);
+        assert_eq!(lenient_epoch(&json!("x")), None);
+    }
+
+    #[test]
+    fn epoch_seconds_and_milliseconds_are_told_apart_by_magnitude() {
+        let cases = [
+            (
+                json!(1_521_035_756),
+                Some(UnixTime::from_secs(1_521_035_756)),
+            ),
+            (
+                json!("1521035756"),
+                Some(UnixTime::from_secs(1_521_035_756)),
+            ),
+            (
+                json!(1_521_035_756_257u64),
+                Some(UnixTime::from_millis(1_521_035_756_257)),
+            ),
+            (
+                json!(EPOCH_MILLIS_FROM - 1),
+                Some(UnixTime::from_secs(EPOCH_MILLIS_FROM - 1)),
+            ),
+            (
+                json!(EPOCH_MILLIS_FROM),
+                Some(UnixTime::from_millis(EPOCH_MILLIS_FROM)),
+            ),
+            (json!(u64::MAX), Some(UnixTime::from_millis(u64::MAX))),
+            (json!(0), None),
+            (json!("0"), None),
+            (json!(-1), None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(lenient_epoch(&value), expected, "{value}");
+        }
     }
 }

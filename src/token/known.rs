@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use crate::time::UnixTime;
 use crate::token::fields::{
-    Fields, NumberProblem, epoch_millis_in_text, lenient_epoch_millis, lenient_seconds,
-    seconds_in_text,
+    Fields, NumberProblem, epoch_in_text, lenient_epoch, lenient_seconds, seconds_in_text,
 };
 
 /// A field's value: text (borrowed from the body when it can be) or any other JSON value.
@@ -41,11 +40,11 @@ impl Raw<'_> {
         }
     }
 
-    /// Epoch milliseconds, read as leniently as [`lenient_epoch_millis`].
-    pub(crate) fn epoch_millis(&self) -> Option<UnixTime> {
+    /// Epoch seconds or milliseconds, read as leniently as [`lenient_epoch`].
+    pub(crate) fn epoch_time(&self) -> Option<UnixTime> {
         match self {
-            Raw::Text(text) => epoch_millis_in_text(text),
-            Raw::Json(value) => lenient_epoch_millis(value),
+            Raw::Text(text) => epoch_in_text(text),
+            Raw::Json(value) => lenient_epoch(value),
         }
     }
 }
@@ -148,7 +147,7 @@ mod tests {
         assert_eq!(text.seconds(), json.seconds());
         assert_eq!(text.seconds(), Ok(Some(Duration::from_secs(86399))));
         assert_eq!(
-            Raw::Text(Cow::Borrowed("1521035756257")).epoch_millis(),
+            Raw::Text(Cow::Borrowed("1521035756257")).epoch_time(),
             Some(UnixTime::from_millis(1_521_035_756_257))
         );
         assert!(Raw::Json(Value::Null).is_null());

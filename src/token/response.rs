@@ -41,8 +41,13 @@ pub struct TokenResponse {
     /// An OpenID Connect ID token, raw and not validated.
     pub id_token: Option<IdToken>,
     /// The refresh token's lifetime (`refresh_token_expires_in` or `refresh_expires_in`).
+    /// Zero, which Keycloak sends for offline tokens that do not expire, counts as no stated
+    /// lifetime and gives `None`.
     pub refresh_token_expires_in: Option<Duration>,
-    /// When the refresh token was issued (`refresh_token_issued_at`, epoch milliseconds).
+    /// When the refresh token was issued (`refresh_token_issued_at`), read as epoch seconds
+    /// when below 10^11 and as epoch milliseconds from there on: 10^11 seconds is the year
+    /// 5138 and 10^11 milliseconds March 1973, so every plausible time reads right in either
+    /// unit. Zero counts as not given.
     pub refresh_token_issued_at: Option<UnixTime>,
     /// Every other field, as sent.
     pub extra: serde_json::Map<String, Value>,
@@ -80,7 +85,9 @@ impl TokenResponse {
 /// string or a float; `token_type` in any case, `BearerToken`, or missing; `scope` as a string
 /// or an array; a form-encoded body when the server says so. Strict where a mistake would
 /// send a wrong token: a missing or unsendable `access_token`, a duplicated field, an unknown
-/// token type. A `200` carrying an `error` is an error.
+/// token type. A `200` carrying an `error` is an error. A body that contradicts itself — an
+/// `error` given twice, or an `error` beside an access token, whatever the status — is
+/// [`ResponseError::Malformed`], never an OAuth error: it is no verdict on the tokens held.
 pub fn parse_token_response(
     status: StatusCode,
     headers: &HeaderMap,
@@ -139,6 +146,11 @@ fn read_in_general(
             });
         }
     };
+    // A body that says two things is no verdict: clearing the tokens on an `invalid_grant`
+    // it also contradicts would lose a grant the server may still honour.
+    if let Some(problem) = contradiction(&fields) {
+        return Err(malformed(problem));
+    }
     if let Some(error) = oauth_error(status, &fields) {
         return Err(ResponseError::OAuth(error));
     }
@@ -162,7 +174,8 @@ fn read_in_general(
 /// answers; keeping the new one (when it is readable) is the only way not to lose the grant.
 pub(crate) fn salvage_refresh_token(headers: &HeaderMap, body: &[u8]) -> Option<RefreshToken> {
     let fields = read_fields(headers, body).ok()?;
-    if fields.duplicate() == Some("refresh_token") {
+    // A body that contradicts itself is trusted for nothing: the tokens held are kept.
+    if fields.duplicate() == Some("refresh_token") || contradiction(&fields).is_some() {
         return None;
     }
     match fields.get("refresh_token")? {
@@ -204,6 +217,21 @@ fn is_form(headers: &HeaderMap) -> bool {
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         })
+}
+
+/// What makes a body contradict itself, if anything: an `error` given more than once (which
+/// one counts?), or an `error` beside an access token (refused or granted?).
+fn contradiction(fields: &Fields) -> Option<Malformation> {
+    if fields.appears_more_than_once("error") {
+        return Some(Malformation::DuplicateField("error".to_owned()));
+    }
+    let error = matches!(fields.get("error"), Some(Value::String(_)));
+    let access_token = match fields.get("access_token") {
+        Some(Value::String(token)) => !token.is_empty(),
+        Some(_) => true,
+        None => false,
+    };
+    (error && access_token).then_some(Malformation::ErrorBesideAccessToken)
 }
 
 fn oauth_error(status: StatusCode, fields: &Fields) -> Option<OAuthError> {
@@ -309,16 +337,19 @@ fn token_response(
         Some(Raw::Json(_)) => return Err(wrong_type("id_token", "a string").into()),
     };
     // Extension fields are informative only: a value that cannot be read leaves the typed
-    // field empty rather than failing a response whose tokens are fine.
+    // field empty rather than failing a response whose tokens are fine. A lifetime of zero
+    // states none: Keycloak sends `"refresh_expires_in": 0` for offline tokens, which do not
+    // expire, and taking it literally would throw a good refresh token away unused.
     let refresh_token_expires_in = known
         .refresh_token_expires_in
         .take()
         .or(known.refresh_expires_in.take())
-        .and_then(|raw| raw.seconds().ok().flatten());
+        .and_then(|raw| raw.seconds().ok().flatten())
+        .filter(|lifetime| !lifetime.is_zero());
     let refresh_token_issued_at = known
         .refresh_token_issued_at
         .take()
-        .and_then(|raw| raw.epoch_millis());
+        .and_then(|raw| raw.epoch_time());
     Ok(TokenResponse {
         access_token,
         token_type,
@@ -440,6 +471,134 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.code(), Some(&ErrorCode::InvalidGrant));
         assert_eq!(error.status(), Some(StatusCode::OK));
+    }
+
+    #[test]
+    fn a_refresh_lifetime_of_zero_states_none() {
+        for body in [
+            r#"{"access_token":"a","refresh_token":"r","refresh_expires_in":0}"#,
+            r#"{"access_token":"a","refresh_token":"r","refresh_token_expires_in":0}"#,
+            r#"{"access_token":"a","refresh_token":"r","refresh_token_expires_in":"0"}"#,
+            r#"{"access_token":"a","refresh_token":"r","refresh_expires_in":0.0}"#,
+        ] {
+            let response = parse(200, body).unwrap();
+            assert_eq!(response.refresh_token_expires_in, None, "{body}");
+            assert_eq!(
+                response.refresh_token_expires_at(UnixTime::from_secs(1_700_000_000)),
+                None,
+                "{body}"
+            );
+        }
+        let keycloak = parse(
+            200,
+            r#"{"access_token":"a","refresh_token":"r","refresh_expires_in":1800}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            keycloak.refresh_token_expires_in,
+            Some(Duration::from_secs(1800))
+        );
+    }
+
+    #[test]
+    fn a_refresh_issue_time_in_seconds_is_not_read_as_milliseconds() {
+        let expires_at = |issued_at: &str| {
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","refresh_token_expires_in":"1799","refresh_token_issued_at":{issued_at}}}"#
+            );
+            parse(200, &body)
+                .unwrap()
+                .refresh_token_expires_at(UnixTime::EPOCH)
+        };
+        let in_2018 = Some(UnixTime::from_millis(1_521_035_756_000 + 1_799_000));
+        assert_eq!(expires_at("1521035756"), in_2018);
+        assert_eq!(expires_at(r#""1521035756""#), in_2018);
+        assert_eq!(expires_at("1521035756000"), in_2018);
+        assert_eq!(expires_at(r#""1521035756000""#), in_2018);
+        // No usable issue time: the lifetime counts from the reception.
+        assert_eq!(expires_at("0"), Some(UnixTime::from_secs(1_799)));
+    }
+
+    #[test]
+    fn a_body_that_contradicts_itself_is_malformed_not_a_verdict() {
+        let duplicate_error = |e: &ResponseError| {
+            matches!(
+                e,
+                ResponseError::Malformed { problem: Malformation::DuplicateField(field), .. }
+                    if field == "error"
+            )
+        };
+        let beside = |e: &ResponseError| {
+            matches!(
+                e,
+                ResponseError::Malformed {
+                    problem: Malformation::ErrorBesideAccessToken,
+                    ..
+                }
+            )
+        };
+        let cases: [(u16, &str, fn(&ResponseError) -> bool); 7] = [
+            (
+                400,
+                r#"{"error":"invalid_grant","error":"server_error"}"#,
+                duplicate_error,
+            ),
+            (
+                400,
+                r#"{"error":"server_error","error":"invalid_grant"}"#,
+                duplicate_error,
+            ),
+            (
+                400,
+                r#"{"error":"invalid_grant","error":"invalid_grant"}"#,
+                duplicate_error,
+            ),
+            (
+                200,
+                r#"{"error":"invalid_grant","error":"server_error"}"#,
+                duplicate_error,
+            ),
+            (
+                200,
+                r#"{"access_token":"SECRET-AT","error":"invalid_grant"}"#,
+                beside,
+            ),
+            (
+                200,
+                r#"{"error":"invalid_grant","access_token":"SECRET-AT","refresh_token":"SECRET-RT"}"#,
+                beside,
+            ),
+            (
+                400,
+                r#"{"access_token":"SECRET-AT","error":"invalid_grant"}"#,
+                beside,
+            ),
+        ];
+        for (status, body, expected) in cases {
+            let error = parse(status, body).unwrap_err();
+            assert!(expected(&error), "{status} {body}: {error:?}");
+            assert_eq!(error.code(), None, "{body}");
+            assert_eq!(error.status(), StatusCode::from_u16(status).ok(), "{body}");
+            let text = format!("{error} {error:?}");
+            assert!(
+                text.contains("contradicts itself") || text.contains("more than once"),
+                "{text}"
+            );
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        // A contradicting body yields no refresh token to keep either.
+        let body = br#"{"access_token":"a","refresh_token":"RT2","error":"invalid_grant"}"#;
+        assert!(salvage_refresh_token(&HeaderMap::new(), body).is_none());
+        // Without the contradiction, errors stay errors and empty tokens are no tokens.
+        for body in [
+            r#"{"error":"invalid_grant","access_token":null}"#,
+            r#"{"error":"invalid_grant","access_token":""}"#,
+        ] {
+            assert_eq!(
+                parse(200, body).unwrap_err().code(),
+                Some(&ErrorCode::InvalidGrant)
+            );
+        }
     }
 
     #[test]
