@@ -537,7 +537,8 @@ mod tests {
                 }
             )
         };
-        let cases: [(u16, &str, fn(&ResponseError) -> bool); 7] = [
+        type Check = fn(&ResponseError) -> bool;
+        let cases: [(u16, &str, Check); 7] = [
             (
                 400,
                 r#"{"error":"invalid_grant","error":"server_error"}"#,
