@@ -1,9 +1,9 @@
-//! A token response body as a list of fields, and the lenient readers real providers need.
+//! A response body as a list of fields, and the lenient readers real providers need.
 //!
-//! Bodies are read into an ordered list of `(name, value)` rather than a typed struct so that
-//! each field can be judged on its own (a string `expires_in` is fine, a duplicated
-//! `access_token` is not) and so that no parser error ever quotes a value back: serde's
-//! messages would print a token that had the wrong type.
+//! The list keeps every top-level field in order, a repeated one included, for what the typed
+//! reading of [`wire`](super::wire) cannot answer: what a body with a field given twice says
+//! (an error? one that contradicts itself?), which refresh token an unusable answer carries,
+//! and the device authorization response. No error from it quotes a value back.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -29,28 +29,9 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Room for a typical token response's fields without growing.
-    pub(crate) fn with_typical_capacity() -> Fields<'a> {
-        Fields {
-            entries: Vec::with_capacity(8),
-            duplicate: None,
-        }
-    }
-
     /// Reads a JSON object. Anything else, or invalid JSON, is a [`Malformation`] that quotes
     /// nothing from the body.
-    ///
-    /// The common shape is read by [`flat_json`](super::flat_json) in one pass; whatever that
-    /// reader leaves is read by serde_json, with the same result.
     pub(crate) fn from_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
-        match super::flat_json::read(body) {
-            Some(fields) => Ok(fields),
-            None => Fields::from_any_json(body),
-        }
-    }
-
-    /// Reads any JSON body with serde_json.
-    pub(crate) fn from_any_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
         serde_json::from_slice::<Fields<'a>>(body).map_err(|err| match err.classify() {
             serde_json::error::Category::Data => Malformation::NotAnObject,
             _ => Malformation::NotJson {
@@ -76,6 +57,12 @@ impl<'a> Fields<'a> {
         self.entries.push((name, value));
     }
 
+    /// The names of the fields, in order, repeated ones as often as they came.
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_ref())
+    }
+
     /// The first field that appeared twice, if any.
     pub(crate) fn duplicate(&self) -> Option<&str> {
         self.duplicate.as_deref()
@@ -97,25 +84,6 @@ impl<'a> Fields<'a> {
             .find(|(n, v)| n == name && !v.is_null())
             .map(|(_, v)| v)
     }
-
-    /// Removes `name` and returns its value, treating JSON `null` as absent. Taking rather than
-    /// copying matters: a token response is read on every login and refresh.
-    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
-        let index = self
-            .entries
-            .iter()
-            .position(|(n, v)| n == name && !v.is_null())?;
-        Some(self.entries.swap_remove(index).1)
-    }
-
-    /// Every field left that is not in `known`, for the caller to inspect.
-    pub(crate) fn into_extra(self, known: &[&str]) -> serde_json::Map<String, Value> {
-        self.entries
-            .into_iter()
-            .filter(|(name, _)| !known.contains(&name.as_ref()))
-            .map(|(name, value)| (name.into_owned(), value))
-            .collect()
-    }
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
@@ -130,7 +98,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Fields::with_typical_capacity();
+                let mut fields = Fields::default();
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                     let value = map.next_value::<Value>()?;
                     fields.push(name, value);
