@@ -115,6 +115,11 @@ fn duplicate(field: &str, e: &ResponseError) -> bool {
     matches!(malformed(e), Some(Malformation::DuplicateField(f)) if f == field)
 }
 
+/// A body that contradicts itself: malformed at its own status, never an OAuth verdict.
+fn contradiction(status: StatusCode, problem: Malformation, e: &ResponseError) -> bool {
+    matches!(e, ResponseError::Malformed { status: s, problem: p } if *s == status && *p == problem)
+}
+
 fn oauth(code: ErrorCode, status: StatusCode, e: &ResponseError) -> bool {
     matches!(e, ResponseError::OAuth(error) if error.code == code && error.status == status)
 }
@@ -444,6 +449,38 @@ fn cases() -> Vec<Case> {
             "access_token=AT.secret.d4&refresh_token=RT.secret.d4&refresh_token=RT.secret.d5",
             |e| duplicate("refresh_token", e),
             "appears more than once",
+        ),
+        // Bodies that contradict themselves are no verdict: not an `invalid_grant` that would
+        // clear the tokens.
+        case(
+            "error twice in a 400",
+            400,
+            JSON,
+            r#"{"error":"invalid_grant","error":"server_error"}"#,
+            |e| {
+                contradiction(
+                    StatusCode::BAD_REQUEST,
+                    Malformation::DuplicateField("error".into()),
+                    e,
+                )
+            },
+            "answered 400 Bad Request but not with a usable token response: the `error` field appears more than once",
+        ),
+        case(
+            "error twice in a 200",
+            200,
+            JSON,
+            r#"{"error":"invalid_grant","error":"server_error"}"#,
+            |e| duplicate("error", e),
+            "the `error` field appears more than once",
+        ),
+        case(
+            "invalid_grant beside an access token in a 200",
+            200,
+            JSON,
+            r#"{"access_token":"AT.secret.c1","token_type":"Bearer","refresh_token":"RT.secret.c1","error":"invalid_grant"}"#,
+            |e| contradiction(StatusCode::OK, Malformation::ErrorBesideAccessToken, e),
+            "both an `error` and an `access_token`, so it contradicts itself",
         ),
         // Token types this client cannot use.
         case(

@@ -150,11 +150,26 @@ fuzz_target!(|data: &[u8]| {
     if body.len() > common::LIMIT {
         return;
     }
-    // An `error` string (the first non-null one) always makes an OAuth error with that code
-    // and the response's status, whatever else the body holds.
+    // An `error` string (the first non-null one) makes an OAuth error with that code and the
+    // response's status, whatever else the body holds, unless the body contradicts itself: an
+    // `error` given more than once, or an `error` beside an access token, is no verdict.
     let Some((top, _)) = common::body_fields(&headers, &body) else {
         return;
     };
+    let errors = top.iter().filter(|(k, _)| k == "error").count();
+    let access_token = match common::first(&top, "access_token") {
+        Some(Value::String(token)) => !token.is_empty(),
+        Some(_) => true,
+        None => false,
+    };
+    let error_string = matches!(common::first(&top, "error"), Some(Value::String(_)));
+    if errors > 1 || (error_string && access_token) {
+        assert!(
+            matches!(&result, Err(ResponseError::Malformed { status: s, .. }) if *s == status),
+            "a body that contradicts itself was read as {result:?}"
+        );
+        return;
+    }
     match common::first(&top, "error") {
         Some(Value::String(code)) => match &result {
             Err(ResponseError::OAuth(error)) => {

@@ -19,4 +19,4 @@ pub mod tokio;
 pub use engine::Error;
 pub use interactive::{LogoutReport, RevocationFailure};
 pub use redirect::{LoopbackRedirect, RedirectError};
-pub use store::{FileStore, MemoryStore, StoreError, TokenStore};
+pub use store::{FileStore, MAX_TOKEN_FILE_BYTES, MemoryStore, StoreError, TokenStore};

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Deletes the stored tokens.
     fn clear(&self) -> Result<(), StoreError>;
 }
+
+/// The largest token file [`FileStore::load`](TokenStore::load) reads: 1 MiB. Stored tokens
+/// take a few kilobytes; anything much larger is not a token file, and reading it whole would
+/// only cost memory.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Why a [`TokenStore`] failed. Never contains a token.
 #[derive(Debug)]
@@ -38,6 +43,21 @@ pub enum StoreError {
         /// What is wrong with it.
         source: RestoreError,
     },
+    /// Something other than a regular file is at the path (a FIFO, a device, a directory,
+    /// a socket): it was not read, since reading it could block forever or never end.
+    NotAFile {
+        /// The path concerned.
+        path: PathBuf,
+        /// What is there instead, in a word (`a FIFO`, `a directory`, …).
+        found: &'static str,
+    },
+    /// The file is larger than [`MAX_TOKEN_FILE_BYTES`]; it was not read.
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -51,6 +71,16 @@ impl fmt::Display for StoreError {
                 "token store {} is corrupt and was left untouched: {source}",
                 path.display()
             ),
+            StoreError::NotAFile { path, found } => write!(
+                f,
+                "token store {} is {found}, not a regular file, and was not read",
+                path.display()
+            ),
+            StoreError::TooLarge { path, limit } => write!(
+                f,
+                "token store {} is larger than {limit} bytes and was not read",
+                path.display()
+            ),
         }
     }
 }
@@ -60,6 +90,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Corrupt { source, .. } => Some(source),
+            StoreError::NotAFile { .. } | StoreError::TooLarge { .. } => None,
         }
     }
 }
@@ -106,6 +137,12 @@ impl TokenStore for MemoryStore {
 /// * `load` of a missing file is `Ok(None)`. A file that cannot be read is
 ///   [`StoreError::Io`]; one that holds something else than stored tokens is
 ///   [`StoreError::Corrupt`]. Neither is ever deleted or repaired by `load`.
+/// * `load` reads regular files only, and none larger than [`MAX_TOKEN_FILE_BYTES`]: anything
+///   else at the path (a FIFO, a device, a directory) is [`StoreError::NotAFile`], a larger
+///   file [`StoreError::TooLarge`], and neither is read. On Unix the file is opened without
+///   blocking (`O_NONBLOCK`, which opening a FIFO would otherwise do until a writer came) and
+///   judged by the metadata of the opened handle, so that nothing swapped in at the path
+///   between a check and the open is ever read.
 /// * `save` always writes, whatever the file held before. A host that wants to keep a corrupt
 ///   file for inspection must look at `load`'s error before logging in again (which saves);
 ///   the adapters' clients refuse to start on such an error, so that decision stays with the
@@ -170,6 +207,49 @@ impl FileStore {
         file.sync_all()
     }
 
+    /// The file's bytes, `None` when there is no file; see the type's documentation for what
+    /// is refused unread.
+    fn read_bounded(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Opening a FIFO for reading waits for a writer; without blocking it returns at
+            // once. Reads of a regular file are not affected by the flag.
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = match options.open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(self.io_error(error)),
+        };
+        // The handle's own metadata: what was opened, not what is at the path now.
+        let metadata = file.metadata().map_err(|e| self.io_error(e))?;
+        if !metadata.is_file() {
+            return Err(StoreError::NotAFile {
+                path: self.path.clone(),
+                found: describe(&metadata.file_type()),
+            });
+        }
+        let too_large = || StoreError::TooLarge {
+            path: self.path.clone(),
+            limit: MAX_TOKEN_FILE_BYTES,
+        };
+        if metadata.len() > MAX_TOKEN_FILE_BYTES {
+            return Err(too_large());
+        }
+        // Bounded again while reading: the file may grow after its size was read.
+        let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+        file.take(MAX_TOKEN_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io_error(e))?;
+        if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+            return Err(too_large());
+        }
+        Ok(Some(bytes))
+    }
+
     /// Makes a rename or a deletion in the directory durable (Unix; elsewhere a no-op).
     fn sync_directory(&self) -> io::Result<()> {
         #[cfg(unix)]
@@ -180,12 +260,33 @@ impl FileStore {
     }
 }
 
+/// What a file that is not a regular file is, for [`StoreError::NotAFile`].
+fn describe(kind: &fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    "not a regular file"
+}
+
 impl TokenStore for FileStore {
     fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(self.io_error(error)),
+        let bytes = match self.read_bounded() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(error),
         };
         StoredTokens::from_json(&bytes)
             .map(Some)
@@ -326,13 +427,103 @@ mod tests {
     #[test]
     fn an_unreadable_path_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the file should be.
+        // A directory where the file should be: not a file, and not read.
         let store = FileStore::new(dir.path());
-        assert!(matches!(store.load(), Err(StoreError::Io { .. })));
+        assert!(matches!(
+            store.load(),
+            Err(StoreError::NotAFile {
+                found: "a directory",
+                ..
+            })
+        ));
         let missing_dir = FileStore::new(dir.path().join("absent").join("tokens.json"));
         assert!(matches!(
             missing_dir.save(&sample("RT-1")),
             Err(StoreError::Io { .. })
         ));
+    }
+
+    /// `load` on another thread, failing the test rather than hanging it if it blocks.
+    fn load_within_seconds(store: FileStore) -> Result<Option<StoredTokens>, StoreError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(store.load());
+        });
+        receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load returned within 10 s instead of blocking")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo failed: {made}");
+        let error = load_within_seconds(FileStore::new(&path)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::NotAFile {
+                    found: "a FIFO",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("is a FIFO, not a regular file"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_refused_without_reading_it() {
+        // `/dev/null` reads as empty; were it read, the error would be a corrupt file.
+        let error = load_within_seconds(FileStore::new("/dev/null")).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::NotAFile {
+                    found: "a device",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_bound_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        // Valid stored tokens, padded past the bound: refused for its size, not its content.
+        let mut json = sample("RT-1").to_json();
+        json.resize(MAX_TOKEN_FILE_BYTES as usize + 1, b' ');
+        fs::write(&path, &json).unwrap();
+        let error = load_within_seconds(FileStore::new(&path)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::TooLarge {
+                    limit: MAX_TOKEN_FILE_BYTES,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("larger than 1048576 bytes"),
+            "{error}"
+        );
+        // At the bound exactly, it is read.
+        json.truncate(MAX_TOKEN_FILE_BYTES as usize);
+        fs::write(&path, &json).unwrap();
+        assert_eq!(FileStore::new(&path).load().unwrap(), Some(sample("RT-1")));
     }
 }

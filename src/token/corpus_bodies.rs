@@ -1,4 +1,5 @@
-//! Response bodies from the fuzz corpora, for tests that compare the two JSON readers.
+//! Response bodies from the fuzz corpora, for tests that read them as the parser and as a
+//! plain list of fields.
 
 /// Every candidate body in the committed corpora of the fuzz targets that read responses:
 /// each suffix of an input that starts at a brace (the `flow` target's inputs hold bodies

@@ -150,6 +150,8 @@ pub enum Malformation {
     UnsendableToken(&'static str),
     /// `expires_in` is negative, NaN, infinite or not a number.
     InvalidExpiresIn,
+    /// The body carries an `error` and an access token: it both refuses and grants.
+    ErrorBesideAccessToken,
 }
 
 impl fmt::Display for Malformation {
@@ -177,6 +179,9 @@ impl fmt::Display for Malformation {
             Malformation::InvalidExpiresIn => {
                 f.write_str("`expires_in` is negative or not a number")
             }
+            Malformation::ErrorBesideAccessToken => f.write_str(
+                "the body carries both an `error` and an `access_token`, so it contradicts itself",
+            ),
         }
     }
 }
@@ -199,7 +204,9 @@ pub enum ResponseError {
         /// A short, printable excerpt of a non-JSON body (empty when there is nothing to show).
         excerpt: String,
     },
-    /// A success status whose body is not a usable token response.
+    /// A body that is not a usable answer: a success whose body is not a usable token
+    /// response, or an answer of any status that contradicts itself (an `error` given twice,
+    /// or an `error` beside an access token). Such an answer is no verdict on the tokens held.
     Malformed {
         /// The status.
         status: StatusCode,

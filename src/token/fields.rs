@@ -1,9 +1,9 @@
-//! A token response body as a list of fields, and the lenient readers real providers need.
+//! A response body as a list of fields, and the lenient readers real providers need.
 //!
-//! Bodies are read into an ordered list of `(name, value)` rather than a typed struct so that
-//! each field can be judged on its own (a string `expires_in` is fine, a duplicated
-//! `access_token` is not) and so that no parser error ever quotes a value back: serde's
-//! messages would print a token that had the wrong type.
+//! The list keeps every top-level field in order, a repeated one included, for what the typed
+//! reading of [`wire`](super::wire) cannot answer: what a body with a field given twice says
+//! (an error? one that contradicts itself?), which refresh token an unusable answer carries,
+//! and the device authorization response. No error from it quotes a value back.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -29,28 +29,9 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Room for a typical token response's fields without growing.
-    pub(crate) fn with_typical_capacity() -> Fields<'a> {
-        Fields {
-            entries: Vec::with_capacity(8),
-            duplicate: None,
-        }
-    }
-
     /// Reads a JSON object. Anything else, or invalid JSON, is a [`Malformation`] that quotes
     /// nothing from the body.
-    ///
-    /// The common shape is read by [`flat_json`](super::flat_json) in one pass; whatever that
-    /// reader leaves is read by serde_json, with the same result.
     pub(crate) fn from_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
-        match super::flat_json::read(body) {
-            Some(fields) => Ok(fields),
-            None => Fields::from_any_json(body),
-        }
-    }
-
-    /// Reads any JSON body with serde_json.
-    pub(crate) fn from_any_json(body: &'a [u8]) -> Result<Fields<'a>, Malformation> {
         serde_json::from_slice::<Fields<'a>>(body).map_err(|err| match err.classify() {
             serde_json::error::Category::Data => Malformation::NotAnObject,
             _ => Malformation::NotJson {
@@ -76,9 +57,24 @@ impl<'a> Fields<'a> {
         self.entries.push((name, value));
     }
 
+    /// The names of the fields, in order, repeated ones as often as they came.
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_ref())
+    }
+
     /// The first field that appeared twice, if any.
     pub(crate) fn duplicate(&self) -> Option<&str> {
         self.duplicate.as_deref()
+    }
+
+    /// Whether `name` was given more than once, whatever its values.
+    pub(crate) fn appears_more_than_once(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .filter(|(n, _)| n == name)
+            .nth(1)
+            .is_some()
     }
 
     /// The value of `name`, treating JSON `null` as absent.
@@ -87,25 +83,6 @@ impl<'a> Fields<'a> {
             .iter()
             .find(|(n, v)| n == name && !v.is_null())
             .map(|(_, v)| v)
-    }
-
-    /// Removes `name` and returns its value, treating JSON `null` as absent. Taking rather than
-    /// copying matters: a token response is read on every login and refresh.
-    pub(crate) fn take(&mut self, name: &str) -> Option<Value> {
-        let index = self
-            .entries
-            .iter()
-            .position(|(n, v)| n == name && !v.is_null())?;
-        Some(self.entries.swap_remove(index).1)
-    }
-
-    /// Every field left that is not in `known`, for the caller to inspect.
-    pub(crate) fn into_extra(self, known: &[&str]) -> serde_json::Map<String, Value> {
-        self.entries
-            .into_iter()
-            .filter(|(name, _)| !known.contains(&name.as_ref()))
-            .map(|(name, value)| (name.into_owned(), value))
-            .collect()
     }
 }
 
@@ -121,7 +98,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Fields::with_typical_capacity();
+                let mut fields = Fields::default();
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                     let value = map.next_value::<Value>()?;
                     fields.push(name, value);
@@ -219,18 +196,32 @@ fn seconds_from_float(seconds: f64) -> Result<Option<Duration>, NumberProblem> {
     ))
 }
 
-/// A point in time given as epoch milliseconds, as a number or a numeric string.
-pub(crate) fn lenient_epoch_millis(value: &Value) -> Option<UnixTime> {
+/// Epoch values below this are seconds, values from it on milliseconds. As seconds it is the
+/// year 5138; as milliseconds, March 1973, before any token was issued: every time a server
+/// can mean reads right in its own unit.
+pub(crate) const EPOCH_MILLIS_FROM: u64 = 100_000_000_000;
+
+/// A point in time given as epoch seconds or epoch milliseconds, told apart by magnitude (see
+/// [`EPOCH_MILLIS_FROM`]), as a number or a numeric string. Zero says nothing and is absent.
+pub(crate) fn lenient_epoch(value: &Value) -> Option<UnixTime> {
     match value {
-        Value::Number(n) => n.as_u64().map(UnixTime::from_millis),
-        Value::String(text) => epoch_millis_in_text(text),
+        Value::Number(n) => n.as_u64().and_then(epoch_from_number),
+        Value::String(text) => epoch_in_text(text),
         _ => None,
     }
 }
 
-/// [`lenient_epoch_millis`] for a number inside a string.
-pub(crate) fn epoch_millis_in_text(text: &str) -> Option<UnixTime> {
-    text.trim().parse::<u64>().ok().map(UnixTime::from_millis)
+/// [`lenient_epoch`] for a number inside a string.
+pub(crate) fn epoch_in_text(text: &str) -> Option<UnixTime> {
+    text.trim().parse::<u64>().ok().and_then(epoch_from_number)
+}
+
+fn epoch_from_number(number: u64) -> Option<UnixTime> {
+    match number {
+        0 => None,
+        seconds if seconds < EPOCH_MILLIS_FROM => Some(UnixTime::from_secs(seconds)),
+        millis => Some(UnixTime::from_millis(millis)),
+    }
 }
 
 #[cfg(test)]
@@ -281,9 +272,42 @@ mod tests {
     #[test]
     fn epoch_millis_from_strings() {
         assert_eq!(
-            lenient_epoch_millis(&json!("1521035756257")),
+            lenient_epoch(&json!("1521035756257")),
             Some(UnixTime::from_millis(1_521_035_756_257))
         );
-        assert_eq!(lenient_epoch_millis(&json!("x")), None);
+        assert_eq!(lenient_epoch(&json!("x")), None);
+    }
+
+    #[test]
+    fn epoch_seconds_and_milliseconds_are_told_apart_by_magnitude() {
+        let cases = [
+            (
+                json!(1_521_035_756),
+                Some(UnixTime::from_secs(1_521_035_756)),
+            ),
+            (
+                json!("1521035756"),
+                Some(UnixTime::from_secs(1_521_035_756)),
+            ),
+            (
+                json!(1_521_035_756_257u64),
+                Some(UnixTime::from_millis(1_521_035_756_257)),
+            ),
+            (
+                json!(EPOCH_MILLIS_FROM - 1),
+                Some(UnixTime::from_secs(EPOCH_MILLIS_FROM - 1)),
+            ),
+            (
+                json!(EPOCH_MILLIS_FROM),
+                Some(UnixTime::from_millis(EPOCH_MILLIS_FROM)),
+            ),
+            (json!(u64::MAX), Some(UnixTime::from_millis(u64::MAX))),
+            (json!(0), None),
+            (json!("0"), None),
+            (json!(-1), None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(lenient_epoch(&value), expected, "{value}");
+        }
     }
 }

@@ -4,10 +4,9 @@
 mod corpus_bodies;
 mod error;
 pub(crate) mod fields;
-mod flat_json;
-mod known;
 mod response;
 mod stored;
+mod wire;
 
 pub use error::{ErrorCode, Malformation, OAuthError, ResponseError};
 pub(crate) use error::{excerpt as error_excerpt, printable};

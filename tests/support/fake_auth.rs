@@ -32,6 +32,19 @@ pub enum ResponseStyle {
     /// The 002 provider's API gateway: every value a string, `token_type` `BearerToken`, plus
     /// `status`, `refresh_count`, `refresh_token_expires_in` and `refresh_token_issued_at`.
     Gateway,
+    /// Keycloak: the standard shape plus `refresh_expires_in` in seconds, which is `0` for a
+    /// refresh token that does not expire (an offline token), `not-before-policy` and
+    /// `session_state`.
+    Keycloak,
+}
+
+/// The unit in which the gateway style writes `refresh_token_issued_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    /// Epoch milliseconds, as in the 002 provider's sample response.
+    Millis,
+    /// Epoch seconds, as other gateways send it.
+    Secs,
 }
 
 /// The one client authentication method the server accepts for a client.
@@ -273,6 +286,10 @@ struct Issued {
 pub struct FakeAuthServer {
     config: ServerConfig,
     created_at: Option<Instant>,
+    /// The wall time at `created_at`, in epoch milliseconds, and the unit the gateway style
+    /// writes it in.
+    epoch_base_ms: u64,
+    epoch_unit: EpochUnit,
     clients: HashMap<String, Client>,
     users: HashMap<String, String>,
     access_tokens: HashMap<String, AccessToken>,
@@ -290,6 +307,8 @@ impl FakeAuthServer {
         FakeAuthServer {
             config,
             created_at: None,
+            epoch_base_ms: GATEWAY_EPOCH_BASE_MS,
+            epoch_unit: EpochUnit::Millis,
             clients: HashMap::new(),
             users: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -307,6 +326,13 @@ impl FakeAuthServer {
         let mut server = Self::new(config);
         server.created_at = Some(now);
         server
+    }
+
+    /// The gateway style's `refresh_token_issued_at`: the wall time at the server's creation
+    /// (epoch milliseconds, [`GATEWAY_EPOCH_BASE_MS`] unless set) and the unit it is written in.
+    pub fn set_gateway_epoch(&mut self, base_ms: u64, unit: EpochUnit) {
+        self.epoch_base_ms = base_ms;
+        self.epoch_unit = unit;
     }
 
     /// The configuration.
@@ -828,7 +854,16 @@ impl FakeAuthServer {
         let since = self.created_at.map_or(Duration::ZERO, |created| {
             at.saturating_duration_since(created)
         });
-        GATEWAY_EPOCH_BASE_MS + since.as_millis() as u64
+        self.epoch_base_ms + since.as_millis() as u64
+    }
+
+    /// `refresh_token_issued_at` for a token issued `at`, in the configured unit.
+    fn issued_at_value(&self, at: Instant) -> String {
+        let millis = self.epoch_millis(at);
+        match self.epoch_unit {
+            EpochUnit::Millis => millis.to_string(),
+            EpochUnit::Secs => (millis / 1000).to_string(),
+        }
     }
 
     fn success_response(&self, now: Instant, issued: &Issued) -> Response<Vec<u8>> {
@@ -864,8 +899,28 @@ impl FakeAuthServer {
                     });
                     body["refresh_token"] = Value::from(refresh.as_str());
                     body["refresh_token_expires_in"] = Value::from(expires_in.to_string());
-                    body["refresh_token_issued_at"] =
-                        Value::from(self.epoch_millis(*issued_at).to_string());
+                    body["refresh_token_issued_at"] = Value::from(self.issued_at_value(*issued_at));
+                }
+                body
+            }
+            ResponseStyle::Keycloak => {
+                let mut body = json!({
+                    "access_token": issued.access_token,
+                    "expires_in": self.config.access_ttl.as_secs(),
+                    "token_type": "Bearer",
+                    "not-before-policy": 0,
+                    "session_state": "5e5b3e3c-0c55-4f7a-9d0b-6a1c1f2b7a10",
+                });
+                if let Some((refresh, issued_at)) = &issued.refresh {
+                    let expires_in = self.config.refresh_ttl.map_or(0, |ttl| {
+                        ttl.saturating_sub(now.saturating_duration_since(*issued_at))
+                            .as_secs()
+                    });
+                    body["refresh_token"] = Value::from(refresh.as_str());
+                    body["refresh_expires_in"] = Value::from(expires_in);
+                }
+                if !scope.is_empty() {
+                    body["scope"] = Value::from(scope);
                 }
                 body
             }
