@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::config::{ClientAuth, ConfigBuilder};
-use crate::refused_redirect::RefusedRedirect;
 use crate::redact::Redactor;
+use crate::refused_redirect::RefusedRedirect;
 use crate::token::{error_excerpt, printable};
 
 /// Which well-known document to ask for.
