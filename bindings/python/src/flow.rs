@@ -29,6 +29,9 @@ pub(crate) struct PyTokenFlow {
     /// The last token handed out, so a held token costs no allocation per call.
     bearer: Option<Py<PyBearer>>,
     handles: Handles,
+    /// An output `access_if_idle` took from the core to look at; `poll_output` hands it out
+    /// before asking the core for more.
+    lookahead: Option<Output>,
 }
 
 /// A seed for the flow's random generator: 32 bytes (from `os.urandom(32)` in production) or
@@ -72,6 +75,7 @@ impl PyTokenFlow {
             clock,
             bearer: None,
             handles: Handles::default(),
+            lookahead: None,
         })
     }
 
@@ -100,6 +104,7 @@ impl PyTokenFlow {
             clock,
             bearer: None,
             handles: Handles::default(),
+            lookahead: None,
         })
     }
 
@@ -134,6 +139,27 @@ impl PyTokenFlow {
             }
             Access::Pending => Ok(Py::new(py, PyAccess::Pending)?.into_any()),
             _ => Ok(Py::new(py, PyAccess::LoginRequired)?.into_any()),
+        }
+    }
+
+    /// A shortcut for a host's hot path: the token, when `access` gives one and the flow
+    /// has nothing else for the host (its next output is `Idle`); `None` otherwise, and then
+    /// `access` and a drain are due. An output looked at is not lost: `poll_output` hands it
+    /// out next.
+    fn access_if_idle(&mut self, py: Python<'_>, now: u64) -> PyResult<Option<Py<PyAny>>> {
+        if self.lookahead.is_some() {
+            return Ok(None);
+        }
+        let bearer = self.access(py, now)?;
+        if !bearer.bind(py).is_instance_of::<PyBearer>() {
+            return Ok(None);
+        }
+        match self.flow.poll_output() {
+            Output::Idle { .. } => Ok(Some(bearer)),
+            other => {
+                self.lookahead = Some(other);
+                Ok(None)
+            }
         }
     }
 
@@ -243,7 +269,11 @@ impl PyTokenFlow {
     /// The next thing to do: an `HttpRequest` to send, an event (`tokenflow.events`) to act
     /// on, or `Idle`. Drain it until `Idle` after every command and every input.
     fn poll_output(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(match self.flow.poll_output() {
+        let output = match self.lookahead.take() {
+            Some(output) => output,
+            None => self.flow.poll_output(),
+        };
+        Ok(match output {
             Output::Send(request) => {
                 self.handles.issued_request(request.id);
                 let (parts, body) = request.request.into_parts();

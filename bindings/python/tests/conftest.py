@@ -65,7 +65,9 @@ def leaks(obj: Any) -> List[str]:
 
 
 def _tokenflow_objects() -> Iterator[Any]:
-    """Live objects of tokenflow's types, found through the containers that hold them."""
+    """Live objects of tokenflow's Python types (drivers, engines, stores, exceptions), and the
+    objects of its Rust types they hold (configurations, flows, credentials)."""
+
     def ours(o: Any) -> bool:
         module = getattr(type(o), "__module__", None)
         return isinstance(module, str) and module.startswith("tokenflow")
@@ -73,13 +75,9 @@ def _tokenflow_objects() -> Iterator[Any]:
     for holder in gc.get_objects():
         if ours(holder):
             yield holder
-        try:
-            referents = gc.get_referents(holder)
-        except Exception:
-            continue
-        for o in referents:
-            if ours(o):
-                yield o
+            for o in getattr(holder, "__dict__", {}).values():
+                if ours(o):
+                    yield o
 
 
 class _RecordingFlow:
@@ -96,6 +94,9 @@ class _RecordingFlow:
 
     def access(self, now: int) -> Any:
         return observe(self._inner.access(now))
+
+    def access_if_idle(self, now: int) -> Any:
+        return observe(self._inner.access_if_idle(now))
 
     def __repr__(self) -> str:
         return repr(self._inner)
@@ -210,7 +211,7 @@ class StubTokenEndpoint:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def answer_with(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.answer = (status, {"content-type": content_type}, body)

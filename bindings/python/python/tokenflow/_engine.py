@@ -103,6 +103,12 @@ class Engine:
         else:
             self._flow = TokenFlow(config, seed, now, wall_ms)
 
+    def held(self) -> Optional[Bearer]:
+        """The token, when one is held and the flow has nothing else to do: the path of
+        nearly every request. ``None`` sends the caller through :meth:`step`."""
+        with self._lock:
+            return self._flow.access_if_idle(self._clock())
+
     def begin(self) -> Call:
         """Starts one caller's pass."""
         return Call(self._failures)

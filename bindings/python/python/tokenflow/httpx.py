@@ -55,7 +55,9 @@ class TokenAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         call = self.engine.begin()
-        bearer = yield from self._bearer(call)
+        bearer = self.engine.held()
+        if bearer is None:
+            bearer = yield from self._bearer(call)
         request.headers["Authorization"] = bearer.header_value
         response = yield request
         if response.status_code != 401:
@@ -72,7 +74,7 @@ class TokenAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         call = self.engine.begin()
-        bearer = None
+        bearer = self.engine.held()
         while bearer is None:
             bearer = await self._step_async(call)
             if type(bearer) is HttpRequest:

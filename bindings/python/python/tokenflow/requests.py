@@ -47,6 +47,7 @@ class TokenAuth(requests.auth.AuthBase):
     ) -> None:
         self.engine = Engine(config, credentials=credentials, store=store, seed=seed)
         self._session = session if session is not None else requests.Session()
+        self._hook = self._on_response
 
     def logout(self) -> None:
         """Forgets the tokens, here and in the store."""
@@ -57,10 +58,12 @@ class TokenAuth(requests.auth.AuthBase):
         return self._bearer(self.engine.begin())
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        bearer = self._bearer(self.engine.begin())
+        bearer = self.engine.held()
+        if bearer is None:
+            bearer = self._bearer(self.engine.begin())
         request.headers["Authorization"] = bearer.header_value
         setattr(request, _GENERATION, bearer.generation)
-        request.register_hook("response", self._on_response)
+        request.hooks["response"].append(self._hook)
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
