@@ -13,8 +13,8 @@ use crate::config::PyConfig;
 use crate::errors;
 use crate::handles::Handles;
 use crate::outputs::{
-    AccessReady, Failed, LoginRequiredEvent, OtherEvent, PyAccess, PyBearer, PyHttpRequest,
-    PyIdle, TokensCleared, TokensUpdated,
+    AccessReady, Failed, LoginRequiredEvent, OtherEvent, PyAccess, PyBearer, PyHttpRequest, PyIdle,
+    TokensCleared, TokensUpdated,
 };
 use crate::tokens::{PyCredentials, PyStoredTokens};
 
@@ -185,8 +185,13 @@ impl PyTokenFlow {
         let Some(id) = self.request_id(id) else {
             return Ok(());
         };
-        let status = StatusCode::from_u16(status)
-            .map_err(|_| errors::raise(py, "InvalidInput", format!("{status} is not an HTTP status")))?;
+        let status = StatusCode::from_u16(status).map_err(|_| {
+            errors::raise(
+                py,
+                "InvalidInput",
+                format!("{status} is not an HTTP status"),
+            )
+        })?;
         let mut response = http::Response::new(body.to_vec());
         *response.status_mut() = status;
         for pair in headers.try_iter()? {

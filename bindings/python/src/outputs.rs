@@ -130,10 +130,7 @@ impl TokensUpdated {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "TokensUpdated(tokens={})",
-            self.tokens.get().__repr__()
-        )
+        format!("TokensUpdated(tokens={})", self.tokens.get().__repr__())
     }
 }
 
