@@ -41,7 +41,10 @@ impl PyBearer {
 #[pyclass(module = "tokenflow", name = "Access", eq, eq_int, frozen)]
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub(crate) enum PyAccess {
+    /// A token request is under way: drain the flow, then wait for `AccessReady`, `Failed`
+    /// or `LoginRequired` and ask again.
     Pending,
+    /// No token can be had without a new `login`.
     LoginRequired,
 }
 

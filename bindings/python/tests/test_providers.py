@@ -228,3 +228,34 @@ def test_a_login_the_server_refuses_is_a_typed_exception_naming_no_password(
         driver.get(server.resource_url)
     assert raised.value.error_code == "invalid_grant" and raised.value.grant == "password"
     assert "secret1234" not in str(raised.value) + repr(raised.value)
+
+
+def test_32_callers_without_a_token_cost_one_login(start_server, make_driver) -> None:
+    server = start_server("oauth2-server.js")
+    driver = make_driver(
+        server.issuer,
+        resource_owner_config(server),
+        credentials=Credentials.password(*servers.PIN_USER),
+    )
+    results = driver.get_many([server.resource_url] * 32)
+    assert [status for status, _ in results] == [200] * 32
+    assert server.stats()["token_requests"] == {"password": 1}
+
+
+def test_logout_forgets_the_tokens_and_the_next_request_logs_in_again(
+    start_server, make_driver, tmp_path
+) -> None:
+    server = start_server("oauth2-server.js")
+    store = RecordingStore(tmp_path / "tokens.json")
+    driver = make_driver(
+        server.issuer,
+        resource_owner_config(server),
+        credentials=Credentials.password(*servers.JOE),
+        store=store,
+    )
+    assert driver.get(server.resource_url)[0] == 200
+    driver.auth.logout()
+    assert store.load() is None and store.clears == 1
+    assert driver.get(server.resource_url)[0] == 200
+    assert server.stats()["token_requests"] == {"password": 2}
+    assert store.load() is not None

@@ -23,6 +23,7 @@ from ._core import (
     Credentials,
     HttpRequest,
     Idle,
+    StoredTokens,
     TokenFlow,
 )
 from .errors import LoginRequired
@@ -93,7 +94,7 @@ class Engine:
         self._failure: Optional[BaseException] = None
         self._login_error: Optional[BaseException] = None
         # Tokens the store failed to save: saved before the flow is polled again.
-        self._unsaved: Any = None
+        self._unsaved: Optional[StoredTokens] = None
         now = clock()
         wall_ms = time.time_ns() // 1_000_000
         seed = os.urandom(32) if seed is None else seed
@@ -117,12 +118,13 @@ class Engine:
         """A token to use, a token request for this caller to send (then report), or a wait."""
         with self._lock:
             while True:
-                if call.waited and self._failures != call.failures_seen:
-                    raise copy.copy(self._failure)  # type: ignore[arg-type]
+                failure = self._failure
+                if call.waited and self._failures != call.failures_seen and failure is not None:
+                    raise copy.copy(failure)
                 now = self._clock()
                 access = self._flow.access(now)
                 self._drain()
-                if type(access) is Bearer:
+                if isinstance(access, Bearer):
                     # A proactive renewal may have started: the caller who saw it sends it
                     # (its own request goes out afterwards, with the token still valid).
                     request = self._take_request(now) if self._outbox else None
@@ -239,24 +241,23 @@ class Engine:
         changed = False
         while True:
             output = flow.poll_output()
-            kind = type(output)
-            if kind is Idle:
+            if isinstance(output, Idle):
                 self._until = output.until
                 break
             changed = True
-            if kind is HttpRequest:
+            if isinstance(output, HttpRequest):
                 self._outbox.append(output)
-            elif kind is TokensUpdated:
+            elif isinstance(output, TokensUpdated):
                 if self._store is not None:
                     self._unsaved = output.tokens
                     self._store.save(self._unsaved)
                     self._unsaved = None
-            elif kind is TokensCleared:
+            elif isinstance(output, TokensCleared):
                 if self._store is not None:
                     self._store.clear()
-            elif kind is LoginRequiredEvent:
+            elif isinstance(output, LoginRequiredEvent):
                 self._login_error = output.error
-            elif kind is Failed:
+            elif isinstance(output, Failed):
                 self._failures += 1
                 self._failure = output.error
         if changed:

@@ -76,15 +76,16 @@ class TokenAuth(httpx.Auth):
         call = self.engine.begin()
         bearer = self.engine.held()
         while bearer is None:
-            bearer = await self._step_async(call)
-            if type(bearer) is HttpRequest:
-                try:
-                    response = yield _token_request(bearer)
-                except GeneratorExit:
-                    self._abandoned(bearer)
-                    raise
-                await self._report_async(bearer, response)
-                bearer = None
+            step = await self._step_async(call)
+            if isinstance(step, Bearer):
+                bearer = step
+                break
+            try:
+                response = yield _token_request(step)
+            except GeneratorExit:
+                self._abandoned(step)
+                raise
+            await self._report_async(step, response)
         request.headers["Authorization"] = bearer.header_value
         response = yield request
         if response.status_code != 401:
@@ -92,52 +93,47 @@ class TokenAuth(httpx.Auth):
         self.engine.report_unauthorized(
             bearer.generation, response.headers.get_list("www-authenticate")
         )
-        renewed = None
-        while renewed is None:
-            renewed = await self._step_async(call)
-            if type(renewed) is HttpRequest:
-                try:
-                    response = yield _token_request(renewed)
-                except GeneratorExit:
-                    self._abandoned(renewed)
-                    raise
-                await self._report_async(renewed, response)
-                renewed = None
-        if renewed.generation != bearer.generation:
-            request.headers["Authorization"] = renewed.header_value
+        while True:
+            step = await self._step_async(call)
+            if isinstance(step, Bearer):
+                break
+            try:
+                response = yield _token_request(step)
+            except GeneratorExit:
+                self._abandoned(step)
+                raise
+            await self._report_async(step, response)
+        if step.generation != bearer.generation:
+            request.headers["Authorization"] = step.header_value
             yield request
 
     def _bearer(self, call: Call) -> Generator[httpx.Request, httpx.Response, Bearer]:
         engine = self.engine
         while True:
             step = engine.step(call)
-            kind = type(step)
-            if kind is Bearer:
-                return step  # type: ignore[return-value]
-            if kind is HttpRequest:
+            if isinstance(step, Bearer):
+                return step
+            if isinstance(step, HttpRequest):
                 try:
-                    response = yield _token_request(step)  # type: ignore[arg-type]
+                    response = yield _token_request(step)
                 except GeneratorExit:
-                    self._abandoned(step)  # type: ignore[arg-type]
+                    self._abandoned(step)
                     raise
                 response.read()
                 engine.report_response(
-                    step.id,  # type: ignore[union-attr]
-                    response.status_code,
-                    response.headers.multi_items(),
-                    response.content,
+                    step.id, response.status_code, response.headers.multi_items(), response.content
                 )
             else:
-                engine.wait(step)  # type: ignore[arg-type]
+                engine.wait(step)
 
-    async def _step_async(self, call: Call) -> Union[Bearer, HttpRequest, None]:
+    async def _step_async(self, call: Call) -> Union[Bearer, HttpRequest]:
         """A token or a token request to send; waits (without blocking the loop) otherwise."""
         engine = self.engine
         while True:
             step = engine.step(call)
-            if type(step) is Bearer or type(step) is HttpRequest:
-                return step  # type: ignore[return-value]
-            await engine.wait_async(step)  # type: ignore[arg-type]
+            if isinstance(step, (Bearer, HttpRequest)):
+                return step
+            await engine.wait_async(step)
 
     def _abandoned(self, request: HttpRequest) -> None:
         # httpx closes the flow when sending failed (the exception goes to the caller); the

@@ -84,8 +84,10 @@ class TokenAuth(requests.auth.AuthBase):
         response.content
         response.close()
         again = sent.copy()
-        extract_cookies_to_jar(again._cookies, sent, response.raw)  # type: ignore[attr-defined]
-        again.prepare_cookies(again._cookies)  # type: ignore[attr-defined]
+        jar = again._cookies
+        if jar is not None:
+            extract_cookies_to_jar(jar, sent, response.raw)
+            again.prepare_cookies(jar)
         again.headers["Authorization"] = renewed.header_value
         setattr(again, _GENERATION, -1)
         retried = response.connection.send(again, **kwargs)
@@ -97,13 +99,12 @@ class TokenAuth(requests.auth.AuthBase):
         engine = self.engine
         while True:
             step = engine.step(call)
-            kind = type(step)
-            if kind is Bearer:
-                return step  # type: ignore[return-value]
-            if kind is HttpRequest:
-                self._send(step)  # type: ignore[arg-type]
+            if isinstance(step, Bearer):
+                return step
+            if isinstance(step, HttpRequest):
+                self._send(step)
             else:
-                engine.wait(step)  # type: ignore[arg-type]
+                engine.wait(step)
 
     def _send(self, request: HttpRequest) -> None:
         remaining = max(0.001, (request.deadline - time.monotonic_ns()) / 1e9)
