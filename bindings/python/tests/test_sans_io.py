@@ -58,7 +58,7 @@ def test_a_whole_exchange_by_hand() -> None:
     assert outputs[0].tokens.expose_refresh_token() == "RT-first"
     assert outputs[1].generation == 1
     assert outputs[2].until == now + (3600 - 30) * S
-    bearer = flow.access(now + S)
+    bearer = observe(flow.access(now + S))
     assert isinstance(bearer, Bearer) and bearer.header_value == "Bearer AT-first"
     assert flow.generation() == 1
 
@@ -74,7 +74,7 @@ def test_the_idle_deadline_renews_proactively_on_the_host_clock() -> None:
     assert isinstance(refresh, HttpRequest)
     assert b"grant_type=refresh_token&refresh_token=RT-a" in refresh.body
     # Still the old token meanwhile.
-    assert flow.access(until).header_value == "Bearer AT-a"
+    assert observe(flow.access(until)).header_value == "Bearer AT-a"
 
 
 def test_a_401_for_the_current_token_renews_once_and_an_old_one_costs_nothing() -> None:
@@ -83,7 +83,7 @@ def test_a_401_for_the_current_token_renews_once_and_an_old_one_costs_nothing() 
     )
     now = 6 * S
     flow.handle_unauthorized(now, 1, ['Bearer error="invalid_token"'])
-    assert flow.access(now) == Access.Pending
+    assert observe(flow.access(now)) == Access.Pending
     refresh = observe(flow.poll_output())
     assert isinstance(refresh, HttpRequest)
     drain(flow)
@@ -96,7 +96,7 @@ def test_a_401_for_the_current_token_renews_once_and_an_old_one_costs_nothing() 
     assert outputs[0].tokens.expose_refresh_token() == "RT-a"
     flow.handle_unauthorized(now, 1, [])  # generation 1 is old now
     assert isinstance(observe(flow.poll_output()), Idle)
-    assert flow.access(now).generation == 2
+    assert observe(flow.access(now)).generation == 2
 
 
 def test_the_gateway_dialect_keeps_the_query_and_reads_a_string_expires_in() -> None:
@@ -122,7 +122,7 @@ def test_a_rejected_refresh_token_clears_the_tokens_and_requires_a_login() -> No
         b'{"access_token":"AT-a","token_type":"Bearer","expires_in":600,"refresh_token":"RT-a"}'
     )
     now = 700 * S
-    assert flow.access(now) == Access.Pending
+    assert observe(flow.access(now)) == Access.Pending
     refresh = observe(flow.poll_output())
     drain(flow)
     flow.handle_response(now, refresh.id, 400, JSON, b'{"error":"invalid_grant","error_description":"RT-a is spent"}')
@@ -132,7 +132,7 @@ def test_a_rejected_refresh_token_clears_the_tokens_and_requires_a_login() -> No
     assert isinstance(error, tokenflow.LoginRequired)
     assert (error.reason, error.error_code) == ("refresh_token_rejected", "invalid_grant")
     assert "RT-a" not in str(error), "the server's echo of the token is scrubbed"
-    assert flow.access(now) == Access.LoginRequired
+    assert observe(flow.access(now)) == Access.LoginRequired
     assert flow.stored_tokens() is None
 
 
@@ -198,4 +198,4 @@ def test_time_is_the_hosts_monotonic_clock() -> None:
     assert request.deadline == now + 30 * S
     assert outputs[-1].until == now + 90 * S
     # A reading earlier than one already seen counts as the latest seen.
-    assert isinstance(flow.access(now - S), Bearer)
+    assert isinstance(observe(flow.access(now - S)), Bearer)
