@@ -23,6 +23,10 @@ const opts = parseOptions({
   // Take the Basic credentials as they are, without the RFC 6749 §2.3.1 form-decoding, the
   // way some servers (Cognito, UAA) do.
   rawBasicAuth: false,
+  // An API gateway's dialect: `grant_type` is read from the token endpoint's query string
+  // (and required there), and `expires_in` is answered as a string.
+  grantTypeInQuery: false,
+  expiresInAsString: false,
 });
 
 const CONFIDENTIAL_GRANTS = ['password', 'client_credentials', 'refresh_token'];
@@ -137,12 +141,29 @@ function decodeBasic(headers) {
 function send(res, response) {
   const headers = { ...response.headers };
   delete headers['content-type'];
-  sendJson(res, response.status ?? 200, response.body ?? {}, headers);
+  const body = { ...(response.body ?? {}) };
+  if (opts.expiresInAsString && typeof body.expires_in === 'number') {
+    body.expires_in = String(body.expires_in);
+  }
+  sendJson(res, response.status ?? 200, body, headers);
 }
 
-async function token(req, res) {
+async function token(req, res, url) {
   const raw = await readBody(req);
   const body = Object.fromEntries(new URLSearchParams(raw));
+  const queryGrantType = url.searchParams.get('grant_type');
+  if (opts.grantTypeInQuery) {
+    // The gateway routes on the query; a body's grant_type, if any, must agree with it.
+    if (queryGrantType === null || (body.grant_type !== undefined && body.grant_type !== queryGrantType)) {
+      bump(stats.token_requests, body.grant_type ?? '(none)');
+      bump(stats.token_errors, 'invalid_request');
+      sendJson(res, 400, {
+        error: 'invalid_request', error_description: 'grant_type must be given in the query string',
+      });
+      return;
+    }
+    body.grant_type = queryGrantType;
+  }
   const grantType = body.grant_type ?? '(none)';
   bump(stats.token_requests, grantType);
 
@@ -205,11 +226,17 @@ server.on('request', (req, res) => {
   const route = `${req.method} ${url.pathname}`;
   let handled;
   if (route === 'POST /token') {
-    handled = token(req, res);
+    handled = token(req, res, url);
   } else if (route === 'GET /api/resource') {
     handled = resource(req, res, url);
   } else if (route === 'GET /test/stats') {
     handled = Promise.resolve(sendJson(res, 200, stats));
+  } else if (route === 'POST /test/expire-access-tokens') {
+    // Forgets every access token issued so far, as a provider restart or a revocation on its
+    // side would: the API answers 401 `invalid_token` to them. Refresh tokens stay valid.
+    const forgotten = accessTokens.size;
+    accessTokens.clear();
+    handled = Promise.resolve(sendJson(res, 200, { forgotten }));
   } else if (route === 'POST /test/stats/reset') {
     Object.assign(stats, newStats());
     handled = Promise.resolve(sendJson(res, 200, stats));
