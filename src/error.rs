@@ -30,6 +30,8 @@ pub enum FailureCause {
     RetryAfterTooLong(Duration),
     /// The device code expired before the user approved the login (RFC 8628 §3.5).
     DeviceCodeExpired,
+    /// The shared token store could not be reached for the renewal lease.
+    SharedStoreUnavailable,
 }
 
 impl fmt::Display for FlowError {
@@ -61,6 +63,9 @@ impl fmt::Display for FailureCause {
             FailureCause::DeviceCodeExpired => {
                 f.write_str("the device code expired before the login was approved")
             }
+            FailureCause::SharedStoreUnavailable => {
+                f.write_str("the shared token store could not be reached")
+            }
         }
     }
 }
@@ -70,7 +75,9 @@ impl std::error::Error for FlowError {
         match &self.cause {
             FailureCause::Endpoint(error) => Some(error),
             FailureCause::Transport(error) => Some(error),
-            FailureCause::RetryAfterTooLong(_) | FailureCause::DeviceCodeExpired => None,
+            FailureCause::RetryAfterTooLong(_)
+            | FailureCause::DeviceCodeExpired
+            | FailureCause::SharedStoreUnavailable => None,
         }
     }
 }

@@ -139,10 +139,12 @@ mod input;
 pub mod interactive;
 mod output;
 pub mod retry_after;
+mod reuse;
 pub mod revocation;
 mod scope;
 pub mod secret;
 mod seed;
+pub mod shared;
 mod snippet;
 pub mod time;
 pub mod token;
@@ -156,6 +158,7 @@ pub use interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorizat
 pub use output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
+pub use reuse::RefreshTokenReuse;
 pub use revocation::TokenTypeHint;
 pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};
