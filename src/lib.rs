@@ -29,6 +29,10 @@
 //!    - [`Output::Event`]: act on it. [`Event::TokensUpdated`] must be stored durably
 //!      **before** the next call to `poll_output`: the new access token is released only
 //!      then, so a rotated refresh token is always safe before it is relied upon.
+//!    - [`Event::Store`] (only with [`ConfigBuilder::shared_store`]): an operation on the
+//!      store shared with other replicas; perform it and report with [`Input::Store`] as
+//!      [`shared`] states. Its `TokensUpdated` and `MarkInFlight` must be written before the
+//!      next call to `poll_output`, like [`Event::TokensUpdated`].
 //!    - [`Output::Idle`]: nothing more to do. Sleep until `until` (then feed
 //!      [`Input::Timeout`]) or until the next response, 401 or command.
 //! 3. A drain always ends in `Idle` after a small, bounded number of outputs; no input, however
@@ -57,7 +61,10 @@
 //! exponential backoff and seeded jitter, honouring `Retry-After`; after the last retry the
 //! flow emits [`Event::Failed`] with a [`FlowError`]. A refresh token the server rejects
 //! (`invalid_grant`) is cleared ([`Event::TokensCleared`]) and [`Event::LoginRequired`]
-//! follows. No error, `Debug` or `Display` output ever contains a secret.
+//! follows. A refresh that got no answer may have rotated the token: it is presented again
+//! only as [`ConfigBuilder::refresh_token_reuse`] allows (by default never: a
+//! [`LoginRequiredReason::RefreshTokenMayBeSpent`] instead), and a late answer to it is still
+//! adopted. No error, `Debug` or `Display` output ever contains a secret.
 //!
 //! ## ID tokens
 //!

@@ -149,7 +149,10 @@ impl TokenFlow {
             self.adopt(now, snapshot);
             return true;
         }
-        if snapshot.version == self.store_version {
+        // Under its own lease the flow knows better: a mark at its version is its own, and
+        // stays in the store after the server answered until the lease is released.
+        let own_lease = self.attempt.as_ref().is_some_and(|a| a.lease_held);
+        if snapshot.version == self.store_version && !own_lease {
             self.note_in_flight(snapshot.in_flight);
         }
         false

@@ -34,7 +34,10 @@
 //! 2. **Tokens another replica renewed are adopted.** When the snapshot's version is newer
 //!    than the flow's, the flow takes its tokens without any request. They are already
 //!    stored, so no `TokensUpdated` comes out; [`Event::AccessReady`](crate::Event::AccessReady)
-//!    does. Under the lease it then releases it; when busy, it waits.
+//!    does. Under the lease it then releases it; when busy, it waits. Tokens adopted from the
+//!    store at any time (a change, a conflict) end a renewal under way, as a login does: a
+//!    request of it still out is no longer awaited (its answer will be refused), and the host
+//!    may cancel it.
 //! 3. **Waiting.** While another replica holds the lease, the flow waits for the store to
 //!    change: the host reports each change of the store (a write, a released lease) with
 //!    [`StoreReport::Changed`]. A newer version is adopted; anything else makes the flow ask
