@@ -8,8 +8,8 @@
 //! never calls the store. It asks its host with [`Event::Store`](crate::Event::Store)
 //! ([`StoreRequest`]) and the host reports what the store said with
 //! [`Input::Store`](crate::Input::Store) ([`StoreReport`]). [`SharedTokenStore`] is the store
-//! interface a host can build on; [`MemoryStore`] implements it in memory for tests and
-//! simulations.
+//! interface a host can build on, and [`perform`] carries out one request on it and says what
+//! to report; [`MemoryStore`] implements the store in memory for tests and simulations.
 //!
 //! # What the store holds
 //!
@@ -80,11 +80,13 @@
 //! the compare-and-set, so that of two replicas logging in at once, one wins and the other
 //! adopts its tokens.
 
+mod host;
 mod memory;
 mod protocol;
 mod snapshot;
 mod store;
 
+pub use host::{Performed, perform};
 pub use memory::MemoryStore;
 pub use protocol::{LeaseAnswer, StoreReport, StoreRequest};
 pub use snapshot::{InFlightRefresh, SharedSnapshot, StoreVersion};

@@ -6,13 +6,10 @@
 use std::time::{Duration, Instant};
 
 use http::Request;
-use tokenflow::shared::{
-    CasOutcome, MarkOutcome, MemoryStore, SharedSnapshot, SharedTokenStore, StoreReport,
-    StoreRequest,
-};
+use tokenflow::shared::{MemoryStore, SharedSnapshot, SharedTokenStore, StoreReport, perform};
 use tokenflow::{
-    Access, Config, Credentials, Event, Input, Output, RequestId, StoredTokens, TokenFlow,
-    TransportError, UnixTime,
+    Access, Config, Credentials, Event, Input, Output, RequestId, TokenFlow, TransportError,
+    UnixTime,
 };
 
 use super::clock::VirtualClock;
@@ -183,36 +180,19 @@ impl Replicas {
 
     fn on_event(&mut self, r: usize, event: Event) {
         let (now, wall) = (self.now(), self.wall());
-        let name = self.replicas[r].name.clone();
         match &event {
-            Event::Store(request) => match request {
-                StoreRequest::AcquireLease => {
-                    let Ok(answer) = self.store.acquire_lease(&name, self.lease, wall);
-                    self.replicas[r]
-                        .flow
-                        .handle_input(now, Input::Store(StoreReport::Lease(answer)));
-                }
-                StoreRequest::MarkInFlight { since } => {
-                    let Ok(outcome) = self.store.mark_in_flight(&name, *since, wall);
-                    if outcome == MarkOutcome::LeaseLost {
-                        self.replicas[r]
-                            .flow
-                            .handle_input(now, Input::Store(StoreReport::LeaseLost));
-                    }
-                }
-                StoreRequest::TokensUpdated {
-                    tokens,
-                    expected_version,
-                } => self.compare_and_set(r, *expected_version, Some(tokens)),
-                StoreRequest::TokensCleared { expected_version } => {
-                    self.compare_and_set(r, *expected_version, None)
-                }
-                StoreRequest::ReleaseLease { clear_in_flight } => {
-                    let Ok(()) = self.store.release_lease(&name, *clear_in_flight);
+            Event::Store(request) => {
+                let name = self.replicas[r].name.clone();
+                let Ok(performed) = perform(&self.store, &name, self.lease, wall, request);
+                if performed.changed {
                     self.notify_others(r);
                 }
-                other => panic!("unknown store request {other:?}"),
-            },
+                if let Some(report) = performed.report {
+                    self.replicas[r]
+                        .flow
+                        .handle_input(now, Input::Store(report));
+                }
+            }
             Event::TokensUpdated(_) | Event::TokensCleared => {
                 panic!("a replica with a shared store wrote around it: {event:?}")
             }
@@ -220,24 +200,6 @@ impl Replicas {
             _ => {}
         }
         self.replicas[r].events.push(event);
-    }
-
-    fn compare_and_set(
-        &mut self,
-        r: usize,
-        expected: tokenflow::shared::StoreVersion,
-        tokens: Option<&StoredTokens>,
-    ) {
-        let Ok(outcome) = self.store.compare_and_set(expected, tokens);
-        match outcome {
-            CasOutcome::Written(_) => self.notify_others(r),
-            CasOutcome::Conflict(snapshot) => {
-                let now = self.now();
-                self.replicas[r]
-                    .flow
-                    .handle_input(now, Input::Store(StoreReport::Conflict(snapshot)));
-            }
-        }
     }
 
     fn notify_others(&mut self, r: usize) {
