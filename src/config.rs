@@ -8,6 +8,7 @@ use http::Uri;
 
 use crate::api_origin::{ApiRequestError, check_api_uri};
 use crate::origin::Origin;
+use crate::reuse::RefreshTokenReuse;
 use crate::scope::Scope;
 use crate::secret::ClientSecret;
 
@@ -39,10 +40,10 @@ impl ClientAuth {
 /// (5xx, 429, 408, transport failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt; 0 disables retrying. A refresh whose answer was lost
-    /// is also resent once straight away, outside this budget (servers that accept a spent
-    /// refresh token again do so only briefly), so one attempt sends at most
-    /// `max_retries + 2` requests.
+    /// Retries after the first attempt; 0 disables retrying. Where the server accepts a
+    /// refresh token twice ([`RefreshTokenReuse`]), a refresh whose answer was lost is also
+    /// resent once straight away, outside this budget (grace windows are short), so one
+    /// attempt sends at most `max_retries + 2` requests.
     pub max_retries: u32,
     /// The wait before the first retry; doubled for each further one, then jittered.
     pub initial_backoff: Duration,
@@ -82,6 +83,8 @@ pub struct Config {
     pub(crate) assumed_lifetime: Duration,
     pub(crate) max_body_bytes: usize,
     pub(crate) proactive_refresh: bool,
+    pub(crate) refresh_token_reuse: RefreshTokenReuse,
+    pub(crate) shared_store: bool,
     pub(crate) issuer: Option<String>,
     pub(crate) authorization_endpoint: Option<Uri>,
     pub(crate) device_authorization_endpoint: Option<Uri>,
@@ -117,6 +120,8 @@ impl Config {
             assumed_lifetime: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
             proactive_refresh: true,
+            refresh_token_reuse: RefreshTokenReuse::default(),
+            shared_store: false,
             allow_insecure_http: false,
             preferred_client_auth: None,
             issuer: None,
@@ -223,6 +228,30 @@ impl Config {
         self.max_body_bytes
     }
 
+    /// What the server does with a refresh token presented twice.
+    pub fn refresh_token_reuse(&self) -> RefreshTokenReuse {
+        self.refresh_token_reuse
+    }
+
+    /// Whether the tokens live in a store shared with other processes, renewals being
+    /// coordinated through it (see [`crate::shared`]).
+    pub fn shared_store(&self) -> bool {
+        self.shared_store
+    }
+
+    /// How long a renewal lease in a shared store should last: long enough for a whole
+    /// renewal attempt (every send up to its deadline, and the longest backoffs between
+    /// them), so that the lease of a live holder does not run out under it. A host may choose
+    /// longer; a shorter lease lets another replica start while the holder still waits for
+    /// an answer (it then finds the token marked in flight and follows the reuse rule).
+    pub fn renewal_lease_duration(&self) -> Duration {
+        let sends = self.retry.max_retries.saturating_add(2);
+        let waits = self.retry.max_backoff.max(self.retry.max_retry_after);
+        self.request_timeout
+            .saturating_mul(sends)
+            .saturating_add(waits.saturating_mul(self.retry.max_retries))
+    }
+
     /// Whether tokens are renewed before they expire, without waiting for a caller or a 401.
     pub fn proactive_refresh(&self) -> bool {
         self.proactive_refresh
@@ -251,6 +280,8 @@ pub struct ConfigBuilder {
     assumed_lifetime: Duration,
     max_body_bytes: usize,
     proactive_refresh: bool,
+    refresh_token_reuse: RefreshTokenReuse,
+    shared_store: bool,
     allow_insecure_http: bool,
     preferred_client_auth: Option<ClientAuth>,
     issuer: Option<String>,
@@ -355,6 +386,24 @@ impl ConfigBuilder {
     /// when a caller finds them expired or the API answers 401.
     pub fn proactive_refresh(mut self, enabled: bool) -> Self {
         self.proactive_refresh = enabled;
+        self
+    }
+
+    /// What the server does when a refresh token is presented a second time (default
+    /// [`RefreshTokenReuse::Strict`]; the type's documentation says why). It decides whether a
+    /// token whose refresh went out unanswered is ever presented again.
+    pub fn refresh_token_reuse(mut self, reuse: RefreshTokenReuse) -> Self {
+        self.refresh_token_reuse = reuse;
+        self
+    }
+
+    /// The tokens live in a store shared with other processes of the same client (replicas of
+    /// one backend sharing one login), renewals being coordinated through it (default false).
+    /// The flow then asks its host for a renewal lease before each renewal, adopts tokens
+    /// another replica renewed, marks a refresh in flight before sending it, and writes new
+    /// tokens with a compare-and-set; [`crate::shared`] states the protocol.
+    pub fn shared_store(mut self, shared: bool) -> Self {
+        self.shared_store = shared;
         self
     }
 
@@ -473,6 +522,8 @@ impl ConfigBuilder {
             assumed_lifetime: self.assumed_lifetime,
             max_body_bytes: self.max_body_bytes,
             proactive_refresh: self.proactive_refresh,
+            refresh_token_reuse: self.refresh_token_reuse,
+            shared_store: self.shared_store,
             issuer: self.issuer,
             authorization_endpoint,
             device_authorization_endpoint,

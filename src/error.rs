@@ -34,6 +34,8 @@ pub enum FailureCause {
     /// The server answered with a redirect, which is never followed (it would carry the
     /// request's credentials elsewhere) and never retried.
     Redirect(RefusedRedirect),
+    /// The shared token store could not be reached for the renewal lease.
+    SharedStoreUnavailable,
 }
 
 impl fmt::Display for FlowError {
@@ -66,6 +68,9 @@ impl fmt::Display for FailureCause {
                 f.write_str("the device code expired before the login was approved")
             }
             FailureCause::Redirect(redirect) => redirect.fmt(f),
+            FailureCause::SharedStoreUnavailable => {
+                f.write_str("the shared token store could not be reached")
+            }
         }
     }
 }
@@ -76,7 +81,9 @@ impl std::error::Error for FlowError {
             FailureCause::Endpoint(error) => Some(error),
             FailureCause::Transport(error) => Some(error),
             FailureCause::Redirect(redirect) => Some(redirect),
-            FailureCause::RetryAfterTooLong(_) | FailureCause::DeviceCodeExpired => None,
+            FailureCause::RetryAfterTooLong(_)
+            | FailureCause::DeviceCodeExpired
+            | FailureCause::SharedStoreUnavailable => None,
         }
     }
 }

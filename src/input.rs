@@ -5,6 +5,7 @@ use std::fmt;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::output::{Generation, RequestId};
+use crate::shared::StoreReport;
 
 /// An input to [`TokenFlow::handle_input`](crate::TokenFlow::handle_input).
 ///
@@ -36,6 +37,8 @@ pub enum Input {
     },
     /// Time has passed (the instant from [`Output::Idle`](crate::Output::Idle) was reached).
     Timeout,
+    /// With a shared store: what the store said or holds (see [`crate::shared`]).
+    Store(StoreReport),
 }
 
 impl fmt::Debug for Input {
@@ -62,6 +65,7 @@ impl fmt::Debug for Input {
                 .field("www_authenticate", www_authenticate)
                 .finish(),
             Input::Timeout => f.write_str("Timeout"),
+            Input::Store(report) => f.debug_tuple("Store").field(report).finish(),
         }
     }
 }

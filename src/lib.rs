@@ -29,6 +29,10 @@
 //!    - [`Output::Event`]: act on it. [`Event::TokensUpdated`] must be stored durably
 //!      **before** the next call to `poll_output`: the new access token is released only
 //!      then, so a rotated refresh token is always safe before it is relied upon.
+//!    - [`Event::Store`] (only with [`ConfigBuilder::shared_store`]): an operation on the
+//!      store shared with other replicas; perform it and report with [`Input::Store`] as
+//!      [`shared`] states. Its `TokensUpdated` and `MarkInFlight` must be written before the
+//!      next call to `poll_output`, like [`Event::TokensUpdated`].
 //!    - [`Output::Idle`]: nothing more to do. Sleep until `until` (then feed
 //!      [`Input::Timeout`]) or until the next response, 401 or command.
 //! 3. A drain always ends in `Idle` after a small, bounded number of outputs; no input, however
@@ -57,7 +61,10 @@
 //! exponential backoff and seeded jitter, honouring `Retry-After`; after the last retry the
 //! flow emits [`Event::Failed`] with a [`FlowError`]. A refresh token the server rejects
 //! (`invalid_grant`) is cleared ([`Event::TokensCleared`]) and [`Event::LoginRequired`]
-//! follows. A redirect (`3xx`) from the authorization server is never followed nor retried:
+//! follows. A refresh that got no answer may have rotated the token: it is presented again
+//! only as [`ConfigBuilder::refresh_token_reuse`] allows (by default never: a
+//! [`LoginRequiredReason::RefreshTokenMayBeSpent`] instead), and a late answer to it is still
+//! adopted. A redirect (`3xx`) from the authorization server is never followed nor retried:
 //! it ends the request with [`FailureCause::Redirect`]. No error, `Debug` or `Display` output
 //! ever contains a secret.
 //!
@@ -153,10 +160,12 @@ mod output;
 mod redact;
 pub mod refused_redirect;
 pub mod retry_after;
+mod reuse;
 pub mod revocation;
 mod scope;
 pub mod secret;
 mod seed;
+pub mod shared;
 mod snippet;
 pub mod time;
 pub mod token;
@@ -173,6 +182,7 @@ pub use output::{
     Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output, RequestId,
 };
 pub use refused_redirect::{RedirectTarget, RefusedRedirect};
+pub use reuse::RefreshTokenReuse;
 pub use revocation::TokenTypeHint;
 pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};

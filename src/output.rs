@@ -8,6 +8,7 @@ use http::HeaderValue;
 use crate::error::{FailureCause, FlowError};
 use crate::interactive::DeviceAuthorization;
 use crate::revocation::TokenTypeHint;
+use crate::shared::StoreRequest;
 use crate::token::{OAuthError, StoredTokens};
 
 /// Identifies one request the flow asked the host to send; the answer must carry it back.
@@ -138,10 +139,18 @@ pub enum LoginRequiredReason {
     RefreshTokenRejected(OAuthError),
     /// The refresh token's announced lifetime has passed.
     RefreshTokenExpired,
-    /// Two refreshes went out and no answer came back. A server that rotates refresh tokens
-    /// may have retired the token, and presenting it a third time could make it revoke the
-    /// whole grant, so the flow stops using it. The stored tokens are left as they are.
+    /// Two refreshes went out and no answer came back, on a server configured as
+    /// [`RefreshTokenReuse::Reusable`](crate::RefreshTokenReuse::Reusable). The flow stops
+    /// presenting the token rather than keep sending into silence. The stored tokens are left
+    /// as they are.
     RefreshOutcomeUnknown,
+    /// A refresh with this token went out and no answer came back, so the server may have
+    /// rotated it; presenting it again would be a reuse, which the configured
+    /// [`RefreshTokenReuse`](crate::RefreshTokenReuse) does not allow (strict, or past the
+    /// grace window) and which could make the server revoke the whole grant. A new login is
+    /// needed. The stored tokens are left as they are: should the lost answer still arrive,
+    /// its tokens are adopted.
+    RefreshTokenMayBeSpent,
 }
 
 impl fmt::Display for LoginRequiredReason {
@@ -156,6 +165,9 @@ impl fmt::Display for LoginRequiredReason {
             LoginRequiredReason::RefreshTokenExpired => f.write_str("the refresh token expired"),
             LoginRequiredReason::RefreshOutcomeUnknown => f.write_str(
                 "two refresh requests went unanswered, so the refresh token may be spent",
+            ),
+            LoginRequiredReason::RefreshTokenMayBeSpent => f.write_str(
+                "a refresh went unanswered and the server does not accept a refresh token twice",
             ),
         }
     }
@@ -202,6 +214,9 @@ pub enum Event {
         /// What went wrong the last time.
         cause: FailureCause,
     },
+    /// With a shared store ([`ConfigBuilder::shared_store`](crate::ConfigBuilder::shared_store)):
+    /// an operation on the store, to perform and report as [`crate::shared`] states.
+    Store(StoreRequest),
 }
 
 /// The next thing the host must do; see [`TokenFlow::poll_output`](crate::TokenFlow::poll_output).

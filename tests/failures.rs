@@ -10,8 +10,8 @@ use support::fake_auth::{FakeAuthServer, Fault};
 use support::fixtures::{app_config, rotating_server};
 use support::sim::{Network, Sim};
 use tokenflow::{
-    Access, Config, Credentials, Event, FailureCause, LoginRequiredReason, RetryPolicy,
-    TransportError,
+    Access, Config, Credentials, Event, FailureCause, LoginRequiredReason, RefreshTokenReuse,
+    RetryPolicy, TransportError,
 };
 
 fn server() -> FakeAuthServer {
@@ -23,10 +23,23 @@ fn config() -> Config {
 }
 
 fn logged_in() -> Sim {
-    let mut sim = Sim::new(config(), server());
+    logged_in_with(config())
+}
+
+fn logged_in_with(config: Config) -> Sim {
+    let mut sim = Sim::new(config, server());
     sim.login(Credentials::password("joe", "pw"));
     assert!(sim.stored.is_some());
     sim
+}
+
+/// A server that accepts a refresh token again (the flow is told so).
+fn reusable() -> Config {
+    app_config()
+        .proactive_refresh(false)
+        .refresh_token_reuse(RefreshTokenReuse::Reusable)
+        .build()
+        .unwrap()
 }
 
 /// Makes the current token unusable so that the next access refreshes.
@@ -170,8 +183,8 @@ fn a_retry_after_longer_than_allowed_fails_at_once() {
 }
 
 #[test]
-fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
-    let mut sim = logged_in();
+fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time_when_reusable() {
+    let mut sim = logged_in_with(reusable());
     sim.network = Network::Held;
     expire(&mut sim);
     assert_eq!(sim.access(), Access::Pending);
@@ -195,10 +208,48 @@ fn a_refresh_lost_in_transport_is_tried_once_more_and_never_a_third_time() {
 }
 
 #[test]
+fn a_refresh_lost_in_transport_is_never_presented_again_under_strict_reuse() {
+    let mut sim = logged_in();
+    sim.network = Network::Held;
+    expire(&mut sim);
+    assert_eq!(sim.access(), Access::Pending);
+    lose_in_transport(&mut sim);
+    assert!(sim.outbox.is_empty(), "not resent");
+    sim.advance(Duration::from_secs(300));
+    assert!(sim.outbox.is_empty(), "not retried later either");
+    assert_eq!(sim.presented_refresh_tokens.len(), 1);
+    assert_eq!(failures(&sim).len(), 1);
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        Event::LoginRequired {
+            reason: LoginRequiredReason::RefreshTokenMayBeSpent
+        }
+    )));
+    assert_eq!(sim.access(), Access::LoginRequired);
+    assert_refresh_token_kept(&sim);
+}
+
+#[test]
+fn a_refresh_that_never_left_is_retried_under_strict_reuse() {
+    // Connection refused: the server never saw the token, so nothing is spent.
+    let mut sim = logged_in();
+    sim.network = Network::Held;
+    expire(&mut sim);
+    assert_eq!(sim.access(), Access::Pending);
+    sim.fail_all(TransportError::not_sent("connection refused"));
+    sim.settle();
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.outbox.len(), 1, "retried after the backoff");
+    sim.deliver_all();
+    sim.settle();
+    assert!(matches!(sim.access(), Access::Ready(_)));
+}
+
+#[test]
 fn only_the_first_loss_in_a_refresh_earns_an_immediate_resend() {
     // Losses between 5xx answers: each answer resets the count of unanswered sends, so the
     // budget must bound the attempt. Found by the `flow` fuzz target.
-    let mut sim = logged_in();
+    let mut sim = logged_in_with(reusable());
     sim.network = Network::Held;
     expire(&mut sim);
     assert_eq!(sim.access(), Access::Pending);
@@ -235,6 +286,7 @@ fn the_retry_budget_bounds_a_refresh_whose_answers_keep_getting_lost() {
     };
     let config = app_config()
         .proactive_refresh(false)
+        .refresh_token_reuse(RefreshTokenReuse::Reusable)
         .retry(retry)
         .build()
         .unwrap();
@@ -298,21 +350,23 @@ fn a_retry_presents_the_refresh_token_salvaged_from_a_failed_answer() {
 }
 
 #[test]
-fn a_refresh_whose_answer_is_lost_after_rotation_recovers_by_retrying_once() {
+fn a_refresh_whose_answer_is_lost_after_rotation_asks_for_a_login_without_a_reuse() {
     let mut sim = logged_in();
-    // A server that allows no reuse: the retry of a rotated token is refused, the grant ends,
-    // and the client is told to log in — it never loops.
+    // A server that allows no reuse: the rotated token is never presented again, so the
+    // grant survives on the server, and the client is told to log in — it never loops.
     sim.server.inject(Fault::ApplyThenLose);
     expire(&mut sim);
     assert_eq!(sim.access(), Access::Pending);
     sim.advance(Duration::from_secs(31));
-    assert_eq!(sim.presented_refresh_tokens.len(), 2);
-    assert!(
-        sim.events
-            .iter()
-            .any(|e| matches!(e, Event::LoginRequired { .. }))
-    );
-    assert_eq!(sim.server.token_requests(), 3);
+    assert_eq!(sim.presented_refresh_tokens.len(), 1);
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        Event::LoginRequired {
+            reason: LoginRequiredReason::RefreshTokenMayBeSpent
+        }
+    )));
+    assert_eq!(sim.server.token_requests(), 2);
+    assert_eq!(sim.server.reuses_detected(), 0);
 }
 
 #[test]

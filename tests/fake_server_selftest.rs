@@ -350,6 +350,44 @@ fn reuse_of_a_superseded_refresh_token_revokes_the_grant() {
     // Other grants are untouched.
     assert!(server.is_access_token_valid(str_field(&other, "access_token"), clock.now()));
     assert_eq!(server.live_refresh_tokens(), 1);
+    // One reuse, one family revoked; a token of the revoked family is no reuse.
+    assert_eq!(server.reuses_detected(), 1);
+    assert_eq!(server.families_revoked(), 1);
+}
+
+#[test]
+fn a_grace_window_accepts_a_superseded_refresh_token_only_while_it_lasts() {
+    let config = ServerConfig {
+        revoke_family_on_reuse: true,
+        ..ServerConfig::single_use_refresh()
+    };
+    let (mut clock, mut server) = standard(config);
+    server.set_reuse_grace(Duration::from_secs(10));
+    let login = password_login(&mut server, &clock, "read");
+    let first = str_field(&login, "refresh_token").to_owned();
+    let second = json(&refresh(&mut server, &clock, &first));
+    let second_rt = str_field(&second, "refresh_token").to_owned();
+
+    // Inside the window the spent token works again, and a fresh pair comes back.
+    clock.advance(Duration::from_secs(9));
+    let again = json(&refresh(&mut server, &clock, &first));
+    assert_ne!(str_field(&again, "refresh_token"), second_rt);
+    assert_eq!((server.grace_refreshes(), server.reuses_detected()), (1, 0));
+
+    // The window does not move with each use: past it, a reuse, and the family goes.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        error_code(&refresh(&mut server, &clock, &first)),
+        "invalid_grant"
+    );
+    assert_eq!(
+        (server.reuses_detected(), server.families_revoked()),
+        (1, 1)
+    );
+    assert_eq!(
+        error_code(&refresh(&mut server, &clock, &second_rt)),
+        "invalid_grant"
+    );
 }
 
 #[test]

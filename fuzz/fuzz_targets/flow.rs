@@ -13,7 +13,13 @@
 //!   in a loop without time passing;
 //! - retries are bounded: an attempt sends at most `max_retries + 2` requests, and without
 //!   a command failed attempts follow each other no faster than the longest backoff;
-//! - an answer to a request the flow no longer waits for changes nothing;
+//! - an answer to a request the flow no longer waits for changes nothing, unless it is a
+//!   successful answer to a refresh that ended unanswered (then it is adopted, announced
+//!   before its release like any new tokens);
+//! - with a shared store (some worlds), the host plays the store with a `MemoryStore` and
+//!   another replica that writes tokens, holds the lease, and has its notifications lost or
+//!   delivered late; the flow only ever holds tokens that were written to the store, and
+//!   every lease answer, change, conflict, lost lease or unreachable store is taken in stride;
 //! - no output, event, error or `Debug` of the flow shows a secret (every password, client
 //!   secret and token in this world contains `.secret.`, and nothing else does).
 #![no_main]
@@ -30,9 +36,14 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
+use tokenflow::shared::{
+    CasOutcome, LeaseAnswer, MarkOutcome, MemoryStore, SharedSnapshot, SharedTokenStore,
+    StoreReport, StoreRequest,
+};
 use tokenflow::{
-    Access, ClientAuth, Config, Credentials, Event, Generation, Input, Output, RequestId,
-    RetryPolicy, StoredTokens, TokenFlow, TransportError, TransportErrorKind, UnixTime,
+    Access, ClientAuth, Config, Credentials, Event, Generation, GrantKind, Input, Output,
+    RefreshTokenReuse, RequestId, RetryPolicy, StoredTokens, TokenFlow, TransportError,
+    TransportErrorKind, UnixTime,
 };
 
 /// Every secret in this world holds it; nothing else can (generated text is scrubbed of dots).
@@ -64,6 +75,8 @@ struct Host {
     /// Sent, not answered, failed or abandoned, with their deadlines.
     in_flight: Vec<(RequestId, Instant)>,
     answered: Vec<RequestId>,
+    /// Requests reported as failed: a late answer to one of them may be adopted.
+    failed: Vec<RequestId>,
     stored: Option<StoredTokens>,
     superseded: HashSet<String>,
     last_was_tokens_updated: bool,
@@ -76,6 +89,38 @@ struct Host {
     failures_since_progress: u32,
     progress_at: Duration,
     next_token: u64,
+    /// With a shared store: the store and the other replica.
+    shared: Option<Shared>,
+}
+
+struct Shared {
+    store: MemoryStore,
+    /// This process's name as a lease holder (a restarted process is another holder).
+    holder: String,
+    lease: Duration,
+    /// Every snapshot the store has held, oldest first.
+    history: Vec<SharedSnapshot>,
+    /// Whether the other replica's writes are reported to the flow.
+    notify: bool,
+}
+
+impl Shared {
+    fn snapshot(&self) -> SharedSnapshot {
+        let Ok(snapshot) = self.store.snapshot();
+        snapshot
+    }
+
+    fn record(&mut self) {
+        let snapshot = self.snapshot();
+        self.history.push(snapshot);
+    }
+
+    /// Whether these tokens were ever written to the store.
+    fn was_written(&self, held: (Option<String>, Option<String>)) -> bool {
+        self.history
+            .iter()
+            .any(|snapshot| tokens(snapshot.tokens.as_ref()) == held)
+    }
 }
 
 /// Set `FLOW_TRACE=1` to follow a run (when reproducing a crash).
@@ -226,8 +271,9 @@ impl Host {
                 self.sends_in_attempt = 0;
             }
             Event::AccessReady { generation } => {
+                // With a shared store, tokens adopted from it are stored already.
                 assert!(
-                    self.last_was_tokens_updated,
+                    self.last_was_tokens_updated || self.shared.is_some(),
                     "AccessReady came out without TokensUpdated right before it"
                 );
                 self.generations.push(*generation);
@@ -250,14 +296,108 @@ impl Host {
                 );
             }
             Event::LoginRequired { reason } => check_text(&reason.to_string()),
+            Event::Store(request) => self.on_store(request),
             _ => {}
         }
-        self.last_was_tokens_updated = matches!(event, Event::TokensUpdated(_));
+        self.last_was_tokens_updated = matches!(
+            event,
+            Event::TokensUpdated(_) | Event::Store(StoreRequest::TokensUpdated { .. })
+        );
+    }
+
+    /// Performs a store operation as a host with a shared store does.
+    fn on_store(&mut self, request: &StoreRequest) {
+        let now = self.latest_instant();
+        let wall = self.wall();
+        let Some(shared) = self.shared.as_mut() else {
+            panic!("a store request without a shared store: {request:?}");
+        };
+        let report = match request {
+            StoreRequest::AcquireLease => {
+                let Ok(answer) = shared
+                    .store
+                    .acquire_lease(&shared.holder, shared.lease, wall);
+                Some(StoreReport::Lease(answer))
+            }
+            StoreRequest::MarkInFlight { .. } => {
+                let StoreRequest::MarkInFlight { since } = request else {
+                    unreachable!()
+                };
+                let Ok(outcome) = shared.store.mark_in_flight(&shared.holder, *since, wall);
+                shared.record();
+                (outcome == MarkOutcome::LeaseLost).then_some(StoreReport::LeaseLost)
+            }
+            StoreRequest::TokensUpdated {
+                tokens: new,
+                expected_version,
+            } => {
+                let Ok(outcome) = shared.store.compare_and_set(*expected_version, Some(new));
+                match outcome {
+                    CasOutcome::Written(_) => {
+                        shared.record();
+                        if let (Some(old), Some(new)) = (
+                            self.stored.as_ref().and_then(|s| s.refresh_token.as_ref()),
+                            new.refresh_token.as_ref(),
+                        ) {
+                            if old.expose_secret() != new.expose_secret() {
+                                self.superseded.insert(old.expose_secret().to_owned());
+                            }
+                        }
+                        self.stored = Some(new.clone());
+                        self.progress();
+                        None
+                    }
+                    CasOutcome::Conflict(snapshot) => Some(StoreReport::Conflict(snapshot)),
+                }
+            }
+            StoreRequest::TokensCleared { expected_version } => {
+                let Ok(outcome) = shared.store.compare_and_set(*expected_version, None);
+                match outcome {
+                    CasOutcome::Written(_) => {
+                        shared.record();
+                        self.stored = None;
+                        None
+                    }
+                    CasOutcome::Conflict(snapshot) => Some(StoreReport::Conflict(snapshot)),
+                }
+            }
+            StoreRequest::ReleaseLease { clear_in_flight } => {
+                let Ok(()) = shared.store.release_lease(&shared.holder, *clear_in_flight);
+                shared.record();
+                // A renewal attempt under the lease ended.
+                self.sends_in_attempt = 0;
+                None
+            }
+            other => panic!("unknown store request {other:?}"),
+        };
+        if let Some(report) = report {
+            trace(|| format!("  store reports {report:?}"));
+            self.feed_store(now, report);
+        }
+    }
+
+    /// Reports to the flow what the store said. Tokens adopted from the store end a renewal
+    /// under way, as a login does: its request is no longer awaited, and the host cancels it.
+    fn feed_store(&mut self, now: Instant, report: StoreReport) {
+        let awaited = self.flow.request_in_flight();
+        self.flow.handle_input(now, Input::Store(report));
+        if let Some(id) = awaited {
+            if self.flow.request_in_flight() != Some(id) {
+                self.in_flight.retain(|(sent, _)| *sent != id);
+            }
+        }
     }
 
     /// What the flow holds is what the host was told to store.
     fn check_consistency(&self) {
         let held = self.flow.stored_tokens();
+        if let Some(shared) = &self.shared {
+            assert!(
+                shared.was_written(tokens(held.as_ref())),
+                "the flow holds tokens never written to the store"
+            );
+            return;
+        }
         assert_eq!(
             tokens(held.as_ref()),
             tokens(self.stored.as_ref()),
@@ -301,7 +441,7 @@ impl Host {
     fn fail(&mut self, sent: Sent, error: TransportError) {
         let now = self.instant();
         self.in_flight.retain(|(id, _)| *id != sent.id);
-        self.answered.push(sent.id);
+        self.failed.push(sent.id);
         self.flow
             .handle_input(now, Input::Failed { id: sent.id, error });
     }
@@ -334,7 +474,19 @@ impl Host {
     fn access(&mut self, now: Instant) {
         let access = self.flow.access(now);
         check_text(&format!("{access:?}"));
-        if let Access::Ready(bearer) = &access {
+        if let (Access::Ready(bearer), Some(shared)) = (&access, &self.shared) {
+            let held = tokens(self.flow.stored_tokens().as_ref());
+            assert!(
+                shared.was_written(held.clone()),
+                "a token never stored was handed out"
+            );
+            assert_eq!(
+                bearer.header_value().as_bytes(),
+                format!("Bearer {}", held.0.unwrap_or_default()).as_bytes(),
+            );
+            assert_eq!(Some(bearer.generation()), self.flow.generation());
+            self.generations.push(bearer.generation());
+        } else if let Access::Ready(bearer) = &access {
             let stored = tokens(self.stored.as_ref()).0;
             let stored = stored.expect("a token was handed out that the host never stored");
             assert_eq!(
@@ -372,6 +524,23 @@ impl Host {
         let wall = self.wall().as_millis().saturating_add_signed(skew_ms);
         let now = self.instant();
         self.seed = self.seed.wrapping_add(1);
+        if let Some(shared) = self.shared.as_mut() {
+            // A new process starts from what the store holds, under a new holder name; the
+            // old process's lease runs out by itself.
+            shared.holder = format!("replica-{}", self.seed);
+            let snapshot = shared.snapshot();
+            self.flow = TokenFlow::new(
+                self.config.clone(),
+                self.seed,
+                now,
+                UnixTime::from_millis(wall),
+            );
+            self.feed_store(now, StoreReport::Changed(snapshot));
+            check_text(&format!("{:?}", self.flow));
+            self.progress();
+            self.settle();
+            return Ok(());
+        }
         self.flow = match &self.stored {
             Some(stored) => TokenFlow::restore(
                 self.config.clone(),
@@ -390,6 +559,78 @@ impl Host {
         };
         check_text(&format!("{:?}", self.flow));
         self.progress();
+        self.settle();
+        Ok(())
+    }
+}
+
+impl Host {
+    /// Another replica writes tokens of its own login to the store (no lease: logins take
+    /// none), and the store tells this one, unless its notifications are lost.
+    fn other_replica_writes(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
+        self.next_token += 1;
+        let n = self.next_token;
+        let wall = self.wall();
+        let lifetime = duration(u)?;
+        let with_refresh: bool = u.arbitrary()?;
+        let clear = u.ratio(1, 8)?;
+        let Some(shared) = self.shared.as_mut() else {
+            return Ok(());
+        };
+        let tokens = StoredTokens {
+            version: tokenflow::token::STORED_TOKENS_VERSION,
+            grant: GrantKind::Password,
+            access_token: Some(format!("AT.secret.other{n}").into()),
+            expires_at: Some(wall.saturating_add(lifetime)),
+            refresh_token: with_refresh.then(|| format!("RT.secret.other{n}").into()),
+            refresh_token_expires_at: None,
+            scope: None,
+            id_token: None,
+            issued_at: wall,
+            extra: Default::default(),
+        };
+        let version = shared.snapshot().version;
+        let written = if clear { None } else { Some(&tokens) };
+        let Ok(_) = shared.store.compare_and_set(version, written);
+        shared.record();
+        if shared.notify {
+            let snapshot = shared.snapshot();
+            let now = self.latest_instant();
+            self.feed_store(now, StoreReport::Changed(snapshot));
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// A store report at any moment: late, repeated, or out of turn.
+    fn store_report(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
+        let Some(shared) = self.shared.as_ref() else {
+            return Ok(());
+        };
+        let current = shared.snapshot();
+        let report = match u.int_in_range(0..=6u8)? {
+            0 => StoreReport::Changed(current),
+            1 => {
+                // A stale notification, delivered late.
+                let i = u.choose_index(shared.history.len())?;
+                StoreReport::Changed(shared.history[i].clone())
+            }
+            2 => StoreReport::Conflict(current),
+            3 => StoreReport::LeaseLost,
+            4 => StoreReport::Unavailable,
+            5 => {
+                // An answer repeated: what the store would say now.
+                let wall = self.wall();
+                let Ok(answer) = shared
+                    .store
+                    .acquire_lease(&shared.holder, shared.lease, wall);
+                StoreReport::Lease(answer)
+            }
+            _ => StoreReport::Lease(LeaseAnswer::Busy(current)),
+        };
+        let now = self.latest_instant();
+        trace(|| format!("  store reports {report:?} (out of turn)"));
+        self.feed_store(now, report);
         self.settle();
         Ok(())
     }
@@ -714,6 +955,18 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         },
     );
     server.add_user("joe", PASSWORD);
+    let reuse = match u.int_in_range(0..=2u8)? {
+        0 => RefreshTokenReuse::Strict,
+        1 => {
+            let window = Duration::from_secs(*u.choose(&[0, 1, 10, 60])?);
+            if u.arbitrary()? {
+                server.set_reuse_grace(window);
+            }
+            RefreshTokenReuse::GraceWindow(window)
+        }
+        _ => RefreshTokenReuse::Reusable,
+    };
+    let shared: bool = u.arbitrary()?;
     let retry = RetryPolicy {
         max_retries: u.int_in_range(0..=5u32)?,
         initial_backoff: Duration::from_millis(*u.choose(&[1, 100, 500, 2_000])?),
@@ -734,8 +987,17 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         .assumed_lifetime(Duration::from_secs(*u.choose(&[1, 60, 3600])?))
         .max_body_bytes(*u.choose(&[1024, 64 * 1024])?)
         .retry(retry)
+        .refresh_token_reuse(reuse)
+        .shared_store(shared)
         .build()
         .unwrap();
+    let shared = shared.then(|| Shared {
+        store: MemoryStore::new(),
+        holder: "replica-0".to_owned(),
+        lease: config.renewal_lease_duration(),
+        history: vec![SharedSnapshot::empty()],
+        notify: true,
+    });
     trace(|| format!("{config:?} {:?}", server.config()));
     let base = Instant::now();
     let seed = u.arbitrary()?;
@@ -756,6 +1018,7 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         outbox: Vec::new(),
         in_flight: Vec::new(),
         answered: Vec::new(),
+        failed: Vec::new(),
         stored: None,
         superseded: HashSet::new(),
         last_was_tokens_updated: false,
@@ -766,11 +1029,12 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         failures_since_progress: 0,
         progress_at: Duration::ZERO,
         next_token: 0,
+        shared,
     })
 }
 
 fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
-    let op = u.int_in_range(0..=15u8)?;
+    let op = u.int_in_range(0..=18u8)?;
     trace(|| format!("op {op}"));
     match op {
         0 => {
@@ -877,7 +1141,21 @@ fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
             host.settle();
         }
         12 => {
-            // An answer to a request the flow no longer waits for changes nothing.
+            // An answer to a request the flow no longer waits for changes nothing ...
+            if u.arbitrary()? && !host.failed.is_empty() {
+                // ... unless it succeeds for a refresh that ended unanswered: it may be
+                // adopted, announced like any new tokens.
+                let id = host.failed[u.choose_index(host.failed.len())?];
+                if host.flow.request_in_flight() == Some(id) {
+                    return Ok(());
+                }
+                let now = host.latest_instant();
+                let response = custom_response(u, host)?;
+                host.flow
+                    .handle_input(now, Input::Response { id, response });
+                host.settle();
+                return Ok(());
+            }
             if host.answered.is_empty() {
                 return Ok(());
             }
@@ -906,6 +1184,12 @@ fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
             match u.int_in_range(0..=3u8)? {
                 0 => host.instant_network = !host.instant_network,
                 1 => host.server.revoke_all(),
+                2 if host.shared.is_some() => {
+                    // The store's notifications stop, or come again.
+                    if let Some(shared) = host.shared.as_mut() {
+                        shared.notify = !shared.notify;
+                    }
+                }
                 _ => {
                     for _ in 0..u.int_in_range(1..=12u8)? {
                         let f = fault(u, host)?;
@@ -915,6 +1199,29 @@ fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
             }
             host.settle();
         }
+        16 => host.other_replica_writes(u)?,
+        17 => {
+            // The other replica takes the lease, or gives it back.
+            let wall = host.wall();
+            let hold = duration(u)?;
+            let release = u.arbitrary()?;
+            let Some(shared) = host.shared.as_mut() else {
+                return Ok(());
+            };
+            if release {
+                let Ok(()) = shared.store.release_lease("other", u.arbitrary()?);
+            } else {
+                let Ok(_) = shared.store.acquire_lease("other", hold, wall);
+            }
+            shared.record();
+            if shared.notify {
+                let snapshot = shared.snapshot();
+                let now = host.latest_instant();
+                host.feed_store(now, StoreReport::Changed(snapshot));
+            }
+            host.settle();
+        }
+        18 => host.store_report(u)?,
         _ => {
             // Report the API's 401 for the current token, as an adapter does after a call.
             if let Some(generation) = host.flow.generation() {
@@ -958,6 +1265,13 @@ fuzz_target!(|data: &[u8]| {
     host.instant_network = true;
     host.advance(Duration::from_secs(3600));
     let now = host.instant();
+    if let Some(shared) = host.shared.as_mut() {
+        // The store's notifications come through again.
+        shared.notify = true;
+        let snapshot = shared.snapshot();
+        host.feed_store(now, StoreReport::Changed(snapshot));
+        host.settle();
+    }
     host.flow.login(now, Credentials::password("joe", PASSWORD));
     host.in_flight.clear();
     host.progress();

@@ -554,6 +554,8 @@ impl Engine {
             event @ (Event::Revoked { .. } | Event::RevocationFailed { .. }) => {
                 self.logout_report.record(&event);
             }
+            // The adapters do not configure a shared store yet.
+            Event::Store(_) => {}
         }
         false
     }

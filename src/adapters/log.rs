@@ -78,6 +78,7 @@ pub(crate) fn event(event: &Event) {
         Event::RevocationFailed {
             token_type, cause, ..
         } => tracing::warn!(%token_type, %cause, "revocation failed"),
+        Event::Store(_) => tracing::debug!("shared store operation"),
     }
 }
 

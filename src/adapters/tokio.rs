@@ -1204,6 +1204,8 @@ impl Driver {
             event @ (Event::Revoked { .. } | Event::RevocationFailed { .. }) => {
                 self.logout_report.record(&event);
             }
+            // The adapters do not configure a shared store yet.
+            Event::Store(_) => {}
         }
     }
 

@@ -30,6 +30,11 @@ pub(crate) struct Attempt {
     /// Later losses go through the retry budget, so an attempt sends at most
     /// `max_retries + 2` times.
     pub(crate) resent_unanswered: bool,
+    /// With a shared store: this attempt holds the renewal lease.
+    pub(crate) lease_held: bool,
+    /// The flow's token epoch when the request was last sent: a late answer to it is adopted
+    /// only while the tokens it renews are still the ones held.
+    pub(crate) epoch: u64,
     /// For device-code polling: the current interval and when the code expires.
     pub(crate) poll: Option<DevicePoll>,
 }
@@ -56,6 +61,12 @@ pub(crate) enum AttemptState {
     InFlight { id: RequestId, deadline: Instant },
     /// Waiting to be sent again at `until`.
     BackingOff { until: Instant },
+    /// With a shared store: the renewal lease was asked for; without an answer by `deadline`
+    /// the store counts as unreachable.
+    AwaitingLease { deadline: Instant },
+    /// With a shared store: another replica holds the lease; the flow waits for the store to
+    /// change, and asks again at `until`.
+    WaitingForStore { until: Instant },
 }
 
 impl Attempt {
@@ -67,6 +78,8 @@ impl Attempt {
             sends: 0,
             failures: 0,
             resent_unanswered: false,
+            lease_held: false,
+            epoch: 0,
             poll: None,
         }
     }
@@ -86,15 +99,19 @@ impl Attempt {
     pub(crate) fn in_flight_id(&self) -> Option<RequestId> {
         match self.state {
             AttemptState::InFlight { id, .. } => Some(id),
-            AttemptState::BackingOff { .. } => None,
+            AttemptState::BackingOff { .. }
+            | AttemptState::AwaitingLease { .. }
+            | AttemptState::WaitingForStore { .. } => None,
         }
     }
 
     /// When the attempt next needs the flow's attention.
     pub(crate) fn wake_at(&self) -> Instant {
         match self.state {
-            AttemptState::InFlight { deadline, .. } => deadline,
-            AttemptState::BackingOff { until } => until,
+            AttemptState::InFlight { deadline, .. } | AttemptState::AwaitingLease { deadline } => {
+                deadline
+            }
+            AttemptState::BackingOff { until } | AttemptState::WaitingForStore { until } => until,
         }
     }
 }

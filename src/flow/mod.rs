@@ -3,6 +3,8 @@
 mod attempt;
 mod backoff;
 mod clock;
+mod coordination;
+mod late;
 mod revocation;
 mod secrets;
 mod tokens;
@@ -29,6 +31,7 @@ use crate::retry_after::parse_retry_after;
 use crate::revocation::TokenTypeHint;
 use crate::secret::SecretString;
 use crate::seed::Seed;
+use crate::shared::{StoreRequest, StoreVersion};
 use crate::time::UnixTime;
 use crate::token::{
     ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response_to,
@@ -38,6 +41,7 @@ use crate::token::{
 use attempt::{Attempt, AttemptState, Call, DevicePoll, Purpose};
 use backoff::{Rng, backoff};
 use clock::Clock;
+use late::LateAnswers;
 use revocation::{Emit, Revocations};
 use secrets::Held;
 use tokens::{HeldRefresh, TokenSet};
@@ -75,6 +79,14 @@ pub struct TokenFlow {
     /// The authorization-code login waiting for its callback, if any.
     authorization: Option<PendingAuthorization>,
     revocations: Revocations,
+    /// Counts changes of the token set; a late answer is adopted only in the epoch its
+    /// request was sent in.
+    epoch: u64,
+    /// Refresh requests that ended without an answer, whose answers may still come.
+    late: LateAnswers,
+    /// With a shared store: the version of the tokens held, as the store numbers them (the
+    /// version a write from here expects to replace).
+    store_version: StoreVersion,
 }
 
 /// How the held tokens can be renewed.
@@ -91,9 +103,11 @@ enum Queued {
     Send(HttpRequest),
     Event(Event),
     /// `TokensUpdated`; once the host returns for the next output, `release` is handed out.
+    /// With a shared store it is written with a compare-and-set from `expected`.
     Tokens {
         stored: StoredTokens,
         release: Option<Generation>,
+        expected: Option<StoreVersion>,
     },
 }
 
@@ -117,6 +131,9 @@ impl TokenFlow {
             next_request: 1,
             authorization: None,
             revocations: Revocations::default(),
+            epoch: 0,
+            late: LateAnswers::default(),
+            store_version: StoreVersion::EMPTY,
         }
     }
 
@@ -286,7 +303,8 @@ impl TokenFlow {
         self.releasing = None;
         self.renewal_hold = None;
         if let Some(tokens) = self.tokens.take() {
-            self.queue.push_back(Queued::Event(Event::TokensCleared));
+            self.epoch += 1;
+            self.announce_cleared();
             if self.config.revocation_endpoint.is_some() {
                 if let Some(refresh) = tokens.refresh {
                     let token = SecretString::new(refresh.token.expose_secret());
@@ -333,6 +351,9 @@ impl TokenFlow {
                         queue.push_back(emit.into())
                     });
             }
+            Input::Response { id, response } if !self.is_current(id) => {
+                self.on_late_answer(now, id, response)
+            }
             Input::Response { id, response } => self.on_response(now, id, response),
             Input::Failed { id, error } => {
                 if self.is_current(id) {
@@ -344,6 +365,7 @@ impl TokenFlow {
                 www_authenticate,
             } => self.on_unauthorized(now, generation, &www_authenticate),
             Input::Timeout => {}
+            Input::Store(report) => self.on_store_report(now, report),
         }
     }
 
@@ -361,9 +383,19 @@ impl TokenFlow {
         match self.queue.pop_front() {
             Some(Queued::Send(request)) => Output::Send(request),
             Some(Queued::Event(event)) => Output::Event(event),
-            Some(Queued::Tokens { stored, release }) => {
+            Some(Queued::Tokens {
+                stored,
+                release,
+                expected,
+            }) => {
                 self.releasing = release;
-                Output::Event(Event::TokensUpdated(stored))
+                Output::Event(match expected {
+                    Some(expected_version) => Event::Store(StoreRequest::TokensUpdated {
+                        tokens: stored,
+                        expected_version,
+                    }),
+                    None => Event::TokensUpdated(stored),
+                })
             }
             None => Output::Idle {
                 until: self.wake_at(),
@@ -407,6 +439,12 @@ impl TokenFlow {
                 AttemptState::InFlight { deadline, .. } if now >= deadline => {
                     let timeout = TransportError::timed_out("no answer before the deadline");
                     self.on_transport_failure(now, timeout);
+                }
+                AttemptState::AwaitingLease { deadline } if now >= deadline => {
+                    self.on_store_unavailable(now);
+                }
+                AttemptState::WaitingForStore { until } if now >= until => {
+                    self.request_lease(now);
                 }
                 _ => {}
             }
@@ -508,9 +546,10 @@ impl TokenFlow {
             .refresh
             .as_ref()
             .ok_or(LoginRequiredReason::NoRefreshToken)?;
-        if refresh.unanswered >= 2 {
-            return Err(LoginRequiredReason::RefreshOutcomeUnknown);
-        }
+        let wall = self.clock.wall_at(self.clock.now());
+        self.config
+            .refresh_token_reuse
+            .may_present(refresh.unanswered, wall)?;
         if let Some(expires_at) = refresh.expires_at {
             if expires_at <= self.clock.wall_at(self.clock.now()) {
                 return Err(LoginRequiredReason::RefreshTokenExpired);
@@ -540,8 +579,34 @@ impl TokenFlow {
         self.send(now);
     }
 
-    /// Sends (again) the attempt's request under a fresh id.
+    /// Sends (again) the attempt's request under a fresh id. A renewal with a shared store
+    /// first asks for the lease; a refresh token is presented only as the reuse rule allows.
     fn send(&mut self, now: Instant) {
+        let Some(attempt) = self.attempt.as_ref() else {
+            return;
+        };
+        if self.config.shared_store && attempt.purpose == Purpose::Renewal && !attempt.lease_held {
+            self.request_lease(now);
+            return;
+        }
+        let wall = self.clock.wall_at(now);
+        if attempt.is_refresh() {
+            let unanswered = self
+                .tokens
+                .as_ref()
+                .and_then(|t| t.refresh.as_ref())
+                .map(|r| r.unanswered)
+                .unwrap_or_default();
+            if let Err(reason) = self
+                .config
+                .refresh_token_reuse
+                .may_present(unanswered, wall)
+            {
+                // Past a grace window, after a backoff: the last send went unanswered.
+                self.give_up_refresh(now, None, reason);
+                return;
+            }
+        }
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
@@ -553,16 +618,26 @@ impl TokenFlow {
             Call::DeviceAuthorization => match device_authorization_request(&self.config) {
                 Some(request) => request,
                 None => {
-                    self.attempt = None;
+                    self.end_attempt();
                     return;
                 }
             },
         };
         attempt.state = AttemptState::InFlight { id, deadline };
         attempt.sends += 1;
+        attempt.epoch = self.epoch;
+        let mark = attempt.is_refresh() && attempt.lease_held;
         let is_refresh = attempt.is_refresh();
         if let (true, Some(refresh)) = (is_refresh, self.refresh_mut()) {
-            refresh.unanswered = refresh.unanswered.saturating_add(1);
+            refresh.unanswered.sent(wall);
+            // The replica that dies now leaves the mark behind for the next holder.
+            let since = refresh.unanswered.first_sent_at.unwrap_or(wall);
+            if mark {
+                self.queue
+                    .push_back(Queued::Event(Event::Store(StoreRequest::MarkInFlight {
+                        since,
+                    })));
+            }
         }
         self.queue.push_back(Queued::Send(HttpRequest {
             id,
@@ -577,19 +652,74 @@ impl TokenFlow {
 
     /// Drops the attempt under way; its answer, should it come, will be ignored.
     fn abandon_attempt(&mut self) {
-        if let Some(attempt) = self.attempt.take() {
+        if let Some(attempt) = &self.attempt {
             if let Some(id) = attempt.in_flight_id() {
-                let before = self.queue.len();
-                self.queue
-                    .retain(|q| !matches!(q, Queued::Send(request) if request.id == id));
-                // Never handed to the host, so never sent: it cannot have spent the token.
-                if self.queue.len() < before {
-                    if let (true, Some(refresh)) = (attempt.is_refresh(), self.refresh_mut()) {
-                        refresh.unanswered = refresh.unanswered.saturating_sub(1);
+                let is_refresh = attempt.is_refresh();
+                if self.withdraw(id) && is_refresh {
+                    // Never handed to the host, so never sent: it cannot have spent the token.
+                    if let Some(refresh) = self.refresh_mut() {
+                        refresh.unanswered.not_sent();
                     }
                 }
             }
         }
+        self.end_attempt();
+    }
+
+    /// Takes a request out of the queue if the host has not polled it yet; true if it was
+    /// there.
+    fn withdraw(&mut self, id: RequestId) -> bool {
+        let before = self.queue.len();
+        self.queue
+            .retain(|q| !matches!(q, Queued::Send(request) if request.id == id));
+        self.queue.len() < before
+    }
+
+    /// Ends the attempt under way, releasing the renewal lease it holds. The store's
+    /// in-flight mark goes with the lease only when no presentation of the refresh token is
+    /// unanswered.
+    fn end_attempt(&mut self) -> Option<Attempt> {
+        let attempt = self.attempt.take()?;
+        if attempt.lease_held {
+            let clear_in_flight = self
+                .tokens
+                .as_ref()
+                .and_then(|t| t.refresh.as_ref())
+                .is_none_or(|r| r.unanswered.count == 0);
+            self.queue
+                .push_back(Queued::Event(Event::Store(StoreRequest::ReleaseLease {
+                    clear_in_flight,
+                })));
+        }
+        Some(attempt)
+    }
+
+    /// Hands new tokens to the host: `TokensUpdated`, or with a shared store its
+    /// compare-and-set form. `release` is the generation to release once they are stored.
+    fn announce(&mut self, stored: StoredTokens, release: Option<Generation>) {
+        let expected = self.config.shared_store.then(|| {
+            let expected = self.store_version;
+            self.store_version = expected.next();
+            expected
+        });
+        self.queue.push_back(Queued::Tokens {
+            stored,
+            release,
+            expected,
+        });
+    }
+
+    /// Tells the host the tokens are gone: `TokensCleared`, or with a shared store its
+    /// compare-and-set form.
+    fn announce_cleared(&mut self) {
+        let event = if self.config.shared_store {
+            let expected_version = self.store_version;
+            self.store_version = expected_version.next();
+            Event::Store(StoreRequest::TokensCleared { expected_version })
+        } else {
+            Event::TokensCleared
+        };
+        self.queue.push_back(Queued::Event(event));
     }
 
     fn is_current(&self, id: RequestId) -> bool {
@@ -607,7 +737,7 @@ impl TokenFlow {
         let grant = attempt.kind();
         if grant == GrantKind::RefreshToken {
             if let Some(refresh) = self.refresh_mut() {
-                refresh.unanswered = 0;
+                refresh.unanswered.answered();
             }
         }
         let endpoint = if device_authorization {
@@ -644,14 +774,7 @@ impl TokenFlow {
     }
 
     fn apply(&mut self, now: Instant, grant: GrantKind, response: crate::token::TokenResponse) {
-        let Some(tokens) = TokenSet::replace_from_response(
-            &mut self.tokens,
-            &self.config,
-            &self.clock,
-            now,
-            grant,
-            response,
-        ) else {
+        if !self.install_response(now, grant, response) {
             // Unreachable in practice (the parser only accepts sendable tokens and lifetimes
             // are clamped), but a token that cannot become a header must not replace good ones:
             // the tokens held are still there.
@@ -663,16 +786,36 @@ impl TokenFlow {
                 }),
             );
             return;
-        };
-        self.generation += 1;
-        self.queue.push_back(Queued::Tokens {
-            stored: tokens.to_stored(),
-            release: Some(Generation(self.generation)),
-        });
-        self.attempt = None;
+        }
+        self.end_attempt();
         self.renewal_hold = None;
+    }
+
+    /// Takes the tokens of a successful answer to a request with `grant` and announces them;
+    /// false (and nothing changed) when they cannot be held.
+    fn install_response(
+        &mut self,
+        now: Instant,
+        grant: GrantKind,
+        response: crate::token::TokenResponse,
+    ) -> bool {
+        let Some(tokens) = TokenSet::replace_from_response(
+            &mut self.tokens,
+            &self.config,
+            &self.clock,
+            now,
+            grant,
+            response,
+        ) else {
+            return false;
+        };
+        let stored = tokens.to_stored();
+        self.generation += 1;
+        self.epoch += 1;
+        self.announce(stored, Some(Generation(self.generation)));
         self.unreleased = true;
         self.login_required = None;
+        true
     }
 
     /// A rotating server retires the old refresh token before answering; when its answer is
@@ -694,12 +837,11 @@ impl TokenFlow {
         tokens.refresh = Some(HeldRefresh {
             token,
             expires_at: None,
-            unanswered: 0,
+            unanswered: crate::reuse::Unanswered::default(),
         });
-        self.queue.push_back(Queued::Tokens {
-            stored: tokens.to_stored(),
-            release: None,
-        });
+        let stored = tokens.to_stored();
+        self.epoch += 1;
+        self.announce(stored, None);
     }
 
     /// The device authorization answer: show the user code, then start polling.
@@ -779,10 +921,11 @@ impl TokenFlow {
         if grant == GrantKind::RefreshToken {
             if let ResponseError::OAuth(oauth) = &error {
                 if oauth.code == ErrorCode::InvalidGrant {
-                    self.attempt = None;
                     self.tokens = None;
+                    self.epoch += 1;
                     self.unreleased = false;
-                    self.queue.push_back(Queued::Event(Event::TokensCleared));
+                    self.announce_cleared();
+                    self.end_attempt();
                     self.login_required = None;
                     self.require_login(LoginRequiredReason::RefreshTokenRejected(oauth.clone()));
                     return;
@@ -813,23 +956,53 @@ impl TokenFlow {
         if let (true, Some(refresh)) = (attempt.is_refresh(), refresh) {
             if !error.is_ambiguous() {
                 // It never reached the server: this use does not count.
-                refresh.unanswered = refresh.unanswered.saturating_sub(1);
-            } else if refresh.unanswered >= 2 {
-                // Presented twice with no answer: a third try could trip the server's
-                // reuse detection and revoke the whole grant (RFC 9700 §4.14).
-                self.fail(now, FailureCause::Transport(error));
-                return;
-            } else if !attempt.resent_unanswered {
-                // Once more, at once: if the first request never arrived this succeeds;
-                // if it did and the server allows a grace retry, this succeeds too.
-                // Only once per attempt, or losses between 5xx answers would each earn
-                // a free send and the attempt would outgrow its retry budget.
-                attempt.resent_unanswered = true;
-                self.send(now);
-                return;
+                refresh.unanswered.not_sent();
+            } else {
+                // The server may have applied it: its answer, should it still come, holds
+                // the successor of the token.
+                if let Some(id) = attempt.in_flight_id() {
+                    self.late.remember(id, attempt.epoch);
+                }
+                let wall = self.clock.wall_at(now);
+                if let Err(reason) = self
+                    .config
+                    .refresh_token_reuse
+                    .may_present(refresh.unanswered, wall)
+                {
+                    // Presenting it again could trip the server's reuse detection and
+                    // revoke the whole grant (RFC 9700 §4.14).
+                    self.give_up_refresh(now, Some(FailureCause::Transport(error)), reason);
+                    return;
+                }
+                if !attempt.resent_unanswered {
+                    // Once more, at once, while the server accepts it: if the first request
+                    // never arrived this succeeds; if it did, the reuse is allowed. Only
+                    // once per attempt, or losses between 5xx answers would each earn a
+                    // free send and the attempt would outgrow its retry budget.
+                    attempt.resent_unanswered = true;
+                    self.send(now);
+                    return;
+                }
             }
         }
         self.retry_or_fail(now, FailureCause::Transport(error), None);
+    }
+
+    /// Ends a refresh whose token must not be presented again, and says a login is needed.
+    /// The tokens stay: a late answer may still bring their successor.
+    fn give_up_refresh(
+        &mut self,
+        now: Instant,
+        cause: Option<FailureCause>,
+        reason: LoginRequiredReason,
+    ) {
+        match cause {
+            Some(cause) => self.fail(now, cause),
+            None => {
+                self.end_attempt();
+            }
+        }
+        self.require_login(reason);
     }
 
     fn retry_or_fail(&mut self, now: Instant, cause: FailureCause, retry_after: Option<Duration>) {
@@ -857,7 +1030,7 @@ impl TokenFlow {
     /// Ends the attempt with an error. Callers waiting on a renewal that can no longer happen
     /// are told a login is needed.
     fn fail(&mut self, now: Instant, cause: FailureCause) {
-        let Some(attempt) = self.attempt.take() else {
+        let Some(attempt) = self.end_attempt() else {
             return;
         };
         self.queue.push_back(Queued::Event(Event::Failed(FlowError {

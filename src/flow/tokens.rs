@@ -6,6 +6,7 @@ use http::HeaderValue;
 
 use crate::config::Config;
 use crate::grant::GrantKind;
+use crate::reuse::Unanswered;
 use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
@@ -47,9 +48,10 @@ pub(crate) struct HeldAccess {
 pub(crate) struct HeldRefresh {
     pub(crate) token: RefreshToken,
     pub(crate) expires_at: Option<UnixTime>,
-    /// Refreshes with this token that went out and got no answer. Each may have been applied
-    /// by the server, so the token is presented at most twice without an answer.
-    pub(crate) unanswered: u8,
+    /// Refreshes with this token that went out and got no answer (yet). Each may have been
+    /// applied by the server: whether the token may be presented again is the configured
+    /// reuse rule's call.
+    pub(crate) unanswered: Unanswered,
 }
 
 impl HeldAccess {
@@ -135,10 +137,10 @@ impl TokenSet {
             Some(token) => Some(HeldRefresh {
                 token,
                 expires_at: refresh_expires_at,
-                unanswered: 0,
+                unanswered: Unanswered::default(),
             }),
             None => old_refresh.map(|held| HeldRefresh {
-                unanswered: 0,
+                unanswered: Unanswered::default(),
                 ..held
             }),
         };
@@ -200,7 +202,7 @@ impl TokenSet {
             refresh: stored.refresh_token.map(|token| HeldRefresh {
                 token,
                 expires_at: stored.refresh_token_expires_at,
-                unanswered: 0,
+                unanswered: Unanswered::default(),
             }),
             scope: stored.scope,
             id_token: stored.id_token,

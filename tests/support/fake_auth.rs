@@ -73,7 +73,8 @@ pub struct ServerConfig {
     pub rotate_refresh_tokens: bool,
     /// IdentityServer: a refresh token is issued only when the scope holds `offline_access`.
     pub refresh_requires_offline_access: bool,
-    /// RFC 9700 §4.14: presenting a superseded refresh token revokes the whole grant.
+    /// RFC 9700 §4.14: presenting a superseded refresh token revokes the whole grant (see
+    /// also [`FakeAuthServer::set_reuse_grace`]).
     pub revoke_family_on_reuse: bool,
     /// The token endpoint takes `grant_type` in the query string (the body may repeat it).
     pub require_query_grant_type: bool,
@@ -249,6 +250,8 @@ struct RefreshToken {
     issued_at: Instant,
     expires_at: Option<Instant>,
     state: RefreshState,
+    /// When it was superseded by a successor.
+    superseded_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -299,6 +302,15 @@ pub struct FakeAuthServer {
     next_refresh: u64,
     faults: VecDeque<Fault>,
     requests: Vec<RecordedRequest>,
+    /// How long a superseded refresh token is still accepted (Auth0's overlap period,
+    /// Cognito's `RetryGracePeriodSeconds`); zero by default.
+    reuse_grace: Duration,
+    /// Superseded refresh tokens presented outside the grace window.
+    reuses: usize,
+    /// Grants revoked because of a reuse.
+    families_revoked: usize,
+    /// Superseded refresh tokens accepted inside the grace window.
+    grace_refreshes: usize,
 }
 
 impl FakeAuthServer {
@@ -318,7 +330,33 @@ impl FakeAuthServer {
             next_refresh: 1,
             faults: VecDeque::new(),
             requests: Vec::new(),
+            reuse_grace: Duration::ZERO,
+            reuses: 0,
+            families_revoked: 0,
+            grace_refreshes: 0,
         }
+    }
+
+    /// Accepts a superseded refresh token for `grace` after it was superseded, as servers
+    /// with a reuse grace window do; a fresh pair is issued each time.
+    pub fn set_reuse_grace(&mut self, grace: Duration) {
+        self.reuse_grace = grace;
+    }
+
+    /// How many times a superseded refresh token was presented outside the grace window
+    /// (RFC 9700 §4.14.2 reuse detection), whether or not the grant was revoked for it.
+    pub fn reuses_detected(&self) -> usize {
+        self.reuses
+    }
+
+    /// How many grants were revoked because a superseded refresh token was presented.
+    pub fn families_revoked(&self) -> usize {
+        self.families_revoked
+    }
+
+    /// How many superseded refresh tokens were accepted inside the grace window.
+    pub fn grace_refreshes(&self) -> usize {
+        self.grace_refreshes
     }
 
     /// A server created at `now` (the base of the gateway style's epoch milliseconds).
@@ -727,8 +765,17 @@ impl FakeAuthServer {
         match token.state {
             RefreshState::Live => {}
             RefreshState::Revoked => return Err(invalid()),
+            RefreshState::Superseded
+                if token
+                    .superseded_at
+                    .is_some_and(|at| now.saturating_duration_since(at) < self.reuse_grace) =>
+            {
+                self.grace_refreshes += 1;
+            }
             RefreshState::Superseded => {
+                self.reuses += 1;
                 if self.config.revoke_family_on_reuse {
+                    self.families_revoked += 1;
                     self.revoke_grant(token.grant);
                 }
                 return Err(OAuthError::new(
@@ -763,7 +810,10 @@ impl FakeAuthServer {
         let access_token = self.issue_access_token(now, grant);
         let refresh = if self.config.rotate_refresh_tokens {
             if let Some(old) = self.refresh_tokens.get_mut(presented) {
-                old.state = RefreshState::Superseded;
+                if old.state == RefreshState::Live {
+                    old.state = RefreshState::Superseded;
+                    old.superseded_at = Some(now);
+                }
             }
             // §6: the new refresh token keeps the scope of the one presented.
             Some(self.issue_refresh_token(now, grant, client_id, token.scope.clone()))
@@ -832,6 +882,7 @@ impl FakeAuthServer {
                 issued_at: now,
                 expires_at: self.config.refresh_ttl.map(|ttl| now + ttl),
                 state: RefreshState::Live,
+                superseded_at: None,
             },
         );
         (token, now)

@@ -5,4 +5,5 @@ pub mod clock;
 pub mod fake_api;
 pub mod fake_auth;
 pub mod fixtures;
+pub mod replicas;
 pub mod sim;

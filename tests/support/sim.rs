@@ -242,6 +242,16 @@ impl Sim {
         }
     }
 
+    /// Delivers a held request to the server, and reports `error` to the flow whatever the
+    /// server did: the answer, if any, never arrives (a connection reset after sending).
+    pub fn deliver_and_fail(&mut self, out: Outgoing, error: TransportError) {
+        let now = self.now();
+        let _ = self.server.handle_with_faults(now, &out.request);
+        self.in_flight.retain(|(id, _)| *id != out.id);
+        self.flow
+            .handle_input(now, Input::Failed { id: out.id, error });
+    }
+
     /// Reports a transport failure for every held request.
     pub fn fail_all(&mut self, error: TransportError) {
         let now = self.now();

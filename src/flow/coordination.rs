@@ -1,0 +1,221 @@
+//! Renewals coordinated with other replicas through a shared token store: the flow's side of
+//! the protocol stated in [`crate::shared`].
+
+use std::time::Instant;
+
+use crate::error::FailureCause;
+use crate::output::{Event, Generation};
+use crate::reuse::Unanswered;
+use crate::shared::{InFlightRefresh, LeaseAnswer, SharedSnapshot, StoreReport, StoreRequest};
+
+use super::attempt::{AttemptState, Call, Purpose};
+use super::tokens::TokenSet;
+use super::{Queued, TokenFlow};
+
+impl TokenFlow {
+    /// What the host reports about the shared store. Without a shared store configured,
+    /// nothing.
+    pub(super) fn on_store_report(&mut self, now: Instant, report: StoreReport) {
+        if !self.config.shared_store {
+            return;
+        }
+        match report {
+            StoreReport::Lease(LeaseAnswer::Granted(snapshot)) => {
+                self.on_lease_granted(now, snapshot)
+            }
+            StoreReport::Lease(LeaseAnswer::Busy(snapshot)) => self.on_lease_busy(now, snapshot),
+            StoreReport::Changed(snapshot) => {
+                if !self.adopt_if_newer(now, snapshot) && self.waiting_for_store() {
+                    // The lease may be free now.
+                    self.request_lease(now);
+                }
+            }
+            StoreReport::Conflict(snapshot) => {
+                // The tokens announced last were not written: the store's are the truth, at
+                // whatever version it holds.
+                self.adopt(now, snapshot);
+            }
+            StoreReport::LeaseLost => self.on_lease_lost(now),
+            StoreReport::Unavailable => self.on_store_unavailable(now),
+        }
+    }
+
+    /// Asks the host for the renewal lease for the attempt under way.
+    pub(super) fn request_lease(&mut self, now: Instant) {
+        let deadline = now.checked_add(self.config.request_timeout).unwrap_or(now);
+        let Some(attempt) = self.attempt.as_mut() else {
+            return;
+        };
+        attempt.state = AttemptState::AwaitingLease { deadline };
+        self.queue
+            .push_back(Queued::Event(Event::Store(StoreRequest::AcquireLease)));
+    }
+
+    /// The lease could not be had: retried with backoff, like a request that failed.
+    pub(super) fn on_store_unavailable(&mut self, now: Instant) {
+        if self.awaiting_lease() {
+            self.retry_or_fail(now, FailureCause::SharedStoreUnavailable, None);
+        }
+    }
+
+    fn awaiting_lease(&self) -> bool {
+        self.attempt
+            .as_ref()
+            .is_some_and(|a| matches!(a.state, AttemptState::AwaitingLease { .. }))
+    }
+
+    fn waiting_for_store(&self) -> bool {
+        self.attempt
+            .as_ref()
+            .is_some_and(|a| matches!(a.state, AttemptState::WaitingForStore { .. }))
+    }
+
+    fn on_lease_granted(&mut self, now: Instant, snapshot: SharedSnapshot) {
+        if !self.awaiting_lease() {
+            // A lease the flow no longer needs (its renewal ended) is handed back at once;
+            // one it already holds (an answer repeated) is kept.
+            if !self.attempt.as_ref().is_some_and(|a| a.lease_held) {
+                self.queue
+                    .push_back(Queued::Event(Event::Store(StoreRequest::ReleaseLease {
+                        clear_in_flight: false,
+                    })));
+                self.adopt_if_newer(now, snapshot);
+            }
+            return;
+        }
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.lease_held = true;
+        }
+        let newer = snapshot.version > self.store_version;
+        if newer {
+            self.install_snapshot(now, snapshot);
+        } else if snapshot.version == self.store_version {
+            self.note_in_flight(snapshot.in_flight);
+        }
+        if newer && self.bearer(now).is_some() {
+            // Another replica renewed: nothing to send.
+            self.end_attempt();
+            return;
+        }
+        // Renew what is held now, under the lease; a token marked in flight by a holder that
+        // is gone is presented again only as the reuse rule allows.
+        match self.renewal_grant() {
+            Ok(grant) => {
+                if let Some(attempt) = self.attempt.as_mut() {
+                    attempt.call = Call::Token(grant);
+                }
+                self.send(now);
+            }
+            Err(reason) => self.give_up_refresh(now, None, reason),
+        }
+    }
+
+    fn on_lease_busy(&mut self, now: Instant, snapshot: SharedSnapshot) {
+        if self.adopt_if_newer(now, snapshot) || !self.awaiting_lease() {
+            return;
+        }
+        let until = now.checked_add(self.config.request_timeout).unwrap_or(now);
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.state = AttemptState::WaitingForStore { until };
+        }
+    }
+
+    fn on_lease_lost(&mut self, now: Instant) {
+        let Some(attempt) = self.attempt.as_mut() else {
+            return;
+        };
+        if !attempt.lease_held {
+            return;
+        }
+        attempt.lease_held = false;
+        let (id, is_refresh) = (attempt.in_flight_id(), attempt.is_refresh());
+        // The mark could not be written, so the request must not go: withdrawn unsent, it
+        // spent nothing, and the lease is asked for again. Already sent, the compare-and-set
+        // will arbitrate its outcome.
+        if let Some(id) = id {
+            if self.withdraw(id) {
+                if let (true, Some(refresh)) = (is_refresh, self.refresh_mut()) {
+                    refresh.unanswered.not_sent();
+                }
+                self.request_lease(now);
+            }
+        }
+    }
+
+    /// Adopts `snapshot` if it is newer than the tokens held (an older one may hold a refresh
+    /// token already spent here); true if it was adopted.
+    fn adopt_if_newer(&mut self, now: Instant, snapshot: SharedSnapshot) -> bool {
+        if snapshot.version > self.store_version {
+            self.adopt(now, snapshot);
+            return true;
+        }
+        // Under its own lease the flow knows better: a mark at its version is its own, and
+        // stays in the store after the server answered until the lease is released.
+        let own_lease = self.attempt.as_ref().is_some_and(|a| a.lease_held);
+        if snapshot.version == self.store_version && !own_lease {
+            self.note_in_flight(snapshot.in_flight);
+        }
+        false
+    }
+
+    /// Takes the store's tokens in place of the flow's. A renewal under way was for the old
+    /// tokens and ends; callers still waiting get a renewal of the new ones if they need it.
+    fn adopt(&mut self, now: Instant, snapshot: SharedSnapshot) {
+        self.install_snapshot(now, snapshot);
+        let renewing = self
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.purpose == Purpose::Renewal);
+        if !renewing {
+            return;
+        }
+        self.abandon_attempt();
+        if self.bearer(now).is_some() || self.tokens.is_none() {
+            return;
+        }
+        match self.renewal_grant() {
+            Ok(grant) => self.begin(now, Call::Token(grant), Purpose::Renewal),
+            Err(reason) => self.require_login(reason),
+        }
+    }
+
+    /// Holds the snapshot's tokens, at its version, and releases a usable access token at
+    /// once: they are stored already.
+    fn install_snapshot(&mut self, now: Instant, snapshot: SharedSnapshot) {
+        self.store_version = snapshot.version;
+        self.epoch += 1;
+        self.unreleased = false;
+        self.releasing = None;
+        self.renewal_hold = None;
+        // Tokens that do not validate are not presented anywhere: a login will replace them.
+        self.tokens = snapshot
+            .tokens
+            .filter(|stored| stored.validate().is_ok())
+            .and_then(|stored| TokenSet::from_stored(&self.config, &self.clock, now, stored));
+        self.note_in_flight(snapshot.in_flight);
+        let Some(tokens) = &self.tokens else {
+            return;
+        };
+        if tokens.access.is_some() {
+            self.generation += 1;
+            self.login_required = None;
+            if self.bearer(now).is_some() {
+                let generation = Generation(self.generation);
+                self.queue
+                    .push_back(Queued::Event(Event::AccessReady { generation }));
+            }
+        }
+    }
+
+    /// The store says the held refresh token was sent and never answered.
+    fn note_in_flight(&mut self, in_flight: Option<InFlightRefresh>) {
+        let (Some(mark), Some(refresh)) = (in_flight, self.refresh_mut()) else {
+            return;
+        };
+        let marked = Unanswered {
+            count: 1,
+            first_sent_at: Some(mark.since),
+        };
+        refresh.unanswered = refresh.unanswered.merge(marked);
+    }
+}
