@@ -10,10 +10,11 @@
 //! or touches a file. It consumes events — a command from the application, an HTTP response
 //! from the token endpoint, a 401 from an API, the passing of time — and produces the HTTP
 //! requests to perform and the events the host must act on. Every method takes the current
-//! [`Instant`](std::time::Instant); the seed for retry jitter and one reading of the wall clock
-//! are given at construction. The same flow therefore runs under any HTTP client and runtime,
-//! in a simulation with a virtual clock, under a fuzzer, or behind a foreign-language binding,
-//! and behaves identically given the same inputs.
+//! monotonic time as a [`Timestamp`], a plain number of nanoseconds; the seed for retry jitter
+//! and one reading of the wall clock are given at construction. The same flow therefore runs
+//! under any HTTP client and runtime, in a simulation with a virtual clock, under a fuzzer, in
+//! WebAssembly, or behind a foreign-language binding, and behaves identically given the same
+//! inputs.
 //!
 //! The [`adapters`] (features `blocking` and `tokio`) are thin run loops over real HTTP
 //! clients, for applications that do not want to drive the flow themselves.
@@ -36,10 +37,15 @@
 //!
 //! ## Time and persistence
 //!
-//! Deadlines and lifetimes run on the monotonic clock you pass in, so wall-clock jumps do not
-//! stretch them; an instant earlier than one already seen is read as the latest seen. Absolute
-//! times that must survive a restart ([`StoredTokens`]) are Unix milliseconds, converted with
-//! the wall-clock reading given at construction. Tokens are renewed at expiry minus a margin
+//! Deadlines and lifetimes run on the monotonic clock you pass in as [`Timestamp`]s:
+//! nanoseconds since an origin **you** choose (boot, process start, the moment the flow was
+//! built; Python's `time.monotonic_ns()` can be passed as it is). The origin must stay the
+//! same for the life of the flow, and the clock must be monotonic, never the wall clock, so
+//! that wall-clock jumps do not stretch deadlines; a timestamp earlier than one already seen
+//! is read as the latest seen. [`Output::Idle`]'s `until` is on the same clock. Absolute times
+//! that must survive a restart ([`StoredTokens`]) are Unix milliseconds, converted with the
+//! wall-clock reading given at construction, so a restored flow may count from a new origin.
+//! Tokens are renewed at expiry minus a margin
 //! ([`ConfigBuilder::refresh_margin`], capped at a tenth of the lifetime so very short tokens
 //! still work); the API's 401 is the safety net for clock drift and suspended machines.
 //!
@@ -82,14 +88,17 @@
 //! ## Driving a whole exchange by hand
 //!
 //! ```
-//! use std::time::{Duration, Instant};
-//! use tokenflow::{Access, Config, Credentials, Event, Input, Output, TokenFlow, UnixTime};
+//! use std::time::Duration;
+//! use tokenflow::{
+//!     Access, Config, Credentials, Event, Input, Output, Timestamp, TokenFlow, UnixTime,
+//! };
 //!
 //! let config = Config::builder("https://identity.example/connect/token", "datahub-backend")
 //!     .client_secret("client-secret")
 //!     .scope("datahub-api offline_access")
 //!     .build()?;
-//! let now = Instant::now();
+//! // Any monotonic clock, counted from an origin of your choice: here, 5 s after it.
+//! let now = Timestamp::from_secs(5);
 //! let mut flow = TokenFlow::new(config, 42u64, now, UnixTime::from_secs(1_700_000_000));
 //!
 //! flow.login(now, Credentials::password("svc@acme.com", "password"));
@@ -112,6 +121,11 @@
 //!
 //! let Access::Ready(bearer) = flow.access(now) else { unreachable!() };
 //! assert_eq!(bearer.header_value(), "Bearer AT1");
+//!
+//! // At `until`, the passing of time is the input: the flow asks for a refresh.
+//! flow.handle_input(until.expect("a wake-up"), Input::Timeout);
+//! let Output::Send(refresh) = flow.poll_output() else { unreachable!() };
+//! assert!(refresh.request.body().starts_with(b"grant_type=refresh_token"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -160,5 +174,5 @@ pub use revocation::TokenTypeHint;
 pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};
 pub use seed::Seed;
-pub use time::UnixTime;
+pub use time::{Timestamp, UnixTime};
 pub use token::{StoredTokens, TokenResponse};

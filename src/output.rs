@@ -1,13 +1,13 @@
 //! What the flow asks of its host: requests to send, events to act on, and when to wake it.
 
 use std::fmt;
-use std::time::Instant;
 
 use http::HeaderValue;
 
 use crate::error::{FailureCause, FlowError};
 use crate::interactive::DeviceAuthorization;
 use crate::revocation::TokenTypeHint;
+use crate::time::Timestamp;
 use crate::token::{OAuthError, StoredTokens};
 
 /// Identifies one request the flow asked the host to send; the answer must carry it back.
@@ -105,9 +105,9 @@ pub struct HttpRequest {
     pub id: RequestId,
     /// The request. Its body holds secrets: do not log it.
     pub request: http::Request<Vec<u8>>,
-    /// After this instant the flow no longer waits for the answer; a transport can use it as
+    /// After this timestamp the flow no longer waits for the answer; a transport can use it as
     /// its timeout.
-    pub deadline: Instant,
+    pub deadline: Timestamp,
 }
 
 impl fmt::Debug for HttpRequest {
@@ -216,6 +216,6 @@ pub enum Output {
     /// [`Input::Timeout`](crate::Input::Timeout).
     Idle {
         /// When the flow next needs to act on its own; `None` when only an input can wake it.
-        until: Option<Instant>,
+        until: Option<Timestamp>,
     },
 }

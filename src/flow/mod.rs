@@ -7,7 +7,7 @@ mod revocation;
 mod tokens;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -27,7 +27,7 @@ use crate::retry_after::parse_retry_after;
 use crate::revocation::TokenTypeHint;
 use crate::secret::SecretString;
 use crate::seed::Seed;
-use crate::time::UnixTime;
+use crate::time::{Timestamp, UnixTime};
 use crate::token::{
     ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response_to,
     salvage_refresh_token,
@@ -66,7 +66,7 @@ pub struct TokenFlow {
     /// Without it a renewal point already passed would start the next attempt at once, and a
     /// server that keeps failing would be asked again and again without pause (in a tight
     /// loop when it fails without retries, e.g. with a 4xx or an unusable 200).
-    renewal_hold: Option<Instant>,
+    renewal_hold: Option<Timestamp>,
     queue: VecDeque<Queued>,
     next_request: u64,
     /// The authorization-code login waiting for its callback, if any.
@@ -98,7 +98,7 @@ impl TokenFlow {
     /// A flow with no tokens yet. `seed` keys the flow's random generator (retry jitter, PKCE,
     /// `state`): 32 bytes from the OS in production, [`Seed::from_u64`] in tests. `now` and
     /// `wall` are one reading of the monotonic and wall clocks.
-    pub fn new(config: Config, seed: impl Into<Seed>, now: Instant, wall: UnixTime) -> TokenFlow {
+    pub fn new(config: Config, seed: impl Into<Seed>, now: Timestamp, wall: UnixTime) -> TokenFlow {
         TokenFlow {
             config,
             clock: Clock::new(now, wall),
@@ -123,7 +123,7 @@ impl TokenFlow {
         config: Config,
         stored: StoredTokens,
         seed: impl Into<Seed>,
-        now: Instant,
+        now: Timestamp,
         wall: UnixTime,
     ) -> Result<TokenFlow, RestoreError> {
         stored.validate()?;
@@ -144,7 +144,7 @@ impl TokenFlow {
 
     /// Logs in with `credentials`, replacing any login or renewal under way. The current
     /// tokens stay usable until the new ones arrive.
-    pub fn login(&mut self, now: Instant, credentials: Credentials) {
+    pub fn login(&mut self, now: Timestamp, credentials: Credentials) {
         let now = self.tick(now);
         self.abandon_attempt();
         self.login_required = None;
@@ -163,7 +163,7 @@ impl TokenFlow {
     /// pending one. Needs an authorization endpoint and a redirect URI in the configuration.
     pub fn start_authorization(
         &mut self,
-        now: Instant,
+        now: Timestamp,
     ) -> Result<AuthorizationRequest, AuthorizationError> {
         self.tick(now);
         let redirect_uri = self
@@ -199,7 +199,7 @@ impl TokenFlow {
     /// then exchanges the code; the outcome arrives as events like any login.
     pub fn complete_authorization(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         callback: &str,
     ) -> Result<(), AuthorizationError> {
         let now = self.tick(now);
@@ -229,7 +229,7 @@ impl TokenFlow {
     /// Starts a device login (RFC 8628): asks the device authorization endpoint for a user
     /// code, emits [`Event::DeviceAuthorization`] for the application to show, then polls the
     /// token endpoint at the interval the server asks, adding 5 s after each `slow_down`.
-    pub fn start_device_authorization(&mut self, now: Instant) -> Result<(), AuthorizationError> {
+    pub fn start_device_authorization(&mut self, now: Timestamp) -> Result<(), AuthorizationError> {
         let now = self.tick(now);
         if self.config.device_authorization_endpoint.is_none() {
             return Err(AuthorizationError::NotConfigured(
@@ -247,7 +247,7 @@ impl TokenFlow {
     ///
     /// Cheap when a token is ready: no allocation, a reference-count increment.
     #[inline]
-    pub fn access(&mut self, now: Instant) -> Access {
+    pub fn access(&mut self, now: Timestamp) -> Access {
         let now = self.tick(now);
         if let Some(bearer) = self.bearer(now) {
             return Access::Ready(bearer);
@@ -274,7 +274,7 @@ impl TokenFlow {
     /// revocation endpoint configured, the refresh token and then the access token are revoked
     /// (RFC 7009), each confirmed by [`Event::Revoked`] or reported by
     /// [`Event::RevocationFailed`].
-    pub fn logout(&mut self, now: Instant) {
+    pub fn logout(&mut self, now: Timestamp) {
         let now = self.tick(now);
         self.abandon_attempt();
         self.authorization = None;
@@ -300,7 +300,7 @@ impl TokenFlow {
 
     /// Feeds something that happened: a response, a transport failure, an API's 401, or the
     /// passing of time.
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) {
         let now = self.tick(now);
         match input {
             Input::Response { id, response } if self.revocations.is_current(id) => {
@@ -390,7 +390,7 @@ impl TokenFlow {
     /// Records `now`, then does what time demands: gives up on a request past its deadline,
     /// sends a retry whose backoff ended, starts a proactive renewal.
     #[inline]
-    fn tick(&mut self, now: Instant) -> Instant {
+    fn tick(&mut self, now: Timestamp) -> Timestamp {
         let now = self.clock.observe(now);
         if let Some(attempt) = &self.attempt {
             match attempt.state {
@@ -416,7 +416,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn tick_revocations(&mut self, now: Instant) {
+    fn tick_revocations(&mut self, now: Timestamp) {
         // Nearly always idle: keep `access()` from paying for a call into it.
         if self.revocations.is_idle() {
             return;
@@ -432,7 +432,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn bearer(&self, now: Instant) -> Option<Bearer> {
+    fn bearer(&self, now: Timestamp) -> Option<Bearer> {
         if self.unreleased {
             return None;
         }
@@ -445,7 +445,7 @@ impl TokenFlow {
 
     /// When renewing ahead of expiry is due: a usable, released token whose renewal point is
     /// reached, and a way to renew it.
-    fn renew_at(&self) -> Option<Instant> {
+    fn renew_at(&self) -> Option<Timestamp> {
         if !self.config.proactive_refresh || self.unreleased || self.attempt.is_some() {
             return None;
         }
@@ -461,7 +461,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn proactive_renewal_due(&self, now: Instant) -> bool {
+    fn proactive_renewal_due(&self, now: Timestamp) -> bool {
         // This runs on every call: compare instants before looking at how renewal would go.
         let reached = self
             .tokens
@@ -471,7 +471,7 @@ impl TokenFlow {
         reached && self.renew_at().is_some_and(|at| now >= at)
     }
 
-    fn wake_at(&self) -> Option<Instant> {
+    fn wake_at(&self) -> Option<Timestamp> {
         let own = match &self.attempt {
             Some(attempt) => Some(attempt.wake_at()),
             None => self.renew_at(),
@@ -525,13 +525,13 @@ impl TokenFlow {
         }
     }
 
-    fn begin(&mut self, now: Instant, call: Call, purpose: Purpose) {
+    fn begin(&mut self, now: Timestamp, call: Call, purpose: Purpose) {
         self.attempt = Some(Attempt::new(call, purpose, now));
         self.send(now);
     }
 
     /// Sends (again) the attempt's request under a fresh id.
-    fn send(&mut self, now: Instant) {
+    fn send(&mut self, now: Timestamp) {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
@@ -586,7 +586,7 @@ impl TokenFlow {
         self.request_in_flight() == Some(id)
     }
 
-    fn on_response(&mut self, now: Instant, id: RequestId, response: http::Response<Vec<u8>>) {
+    fn on_response(&mut self, now: Timestamp, id: RequestId, response: http::Response<Vec<u8>>) {
         if !self.is_current(id) {
             return;
         }
@@ -621,7 +621,7 @@ impl TokenFlow {
         }
     }
 
-    fn apply(&mut self, now: Instant, grant: GrantKind, response: crate::token::TokenResponse) {
+    fn apply(&mut self, now: Timestamp, grant: GrantKind, response: crate::token::TokenResponse) {
         let Some(tokens) = TokenSet::replace_from_response(
             &mut self.tokens,
             &self.config,
@@ -681,7 +681,7 @@ impl TokenFlow {
     }
 
     /// The device authorization answer: show the user code, then start polling.
-    fn on_device_authorization(&mut self, now: Instant, response: http::Response<Vec<u8>>) {
+    fn on_device_authorization(&mut self, now: Timestamp, response: http::Response<Vec<u8>>) {
         let (parts, body) = response.into_parts();
         match parse_device_response(
             parts.status,
@@ -710,7 +710,7 @@ impl TokenFlow {
     }
 
     /// Schedules the next device-code poll, or ends the login when the code will have expired.
-    fn poll_again(&mut self, now: Instant, poll: DevicePoll) {
+    fn poll_again(&mut self, now: Timestamp, poll: DevicePoll) {
         let next = now.checked_add(poll.interval).unwrap_or(poll.expires_at);
         if next >= poll.expires_at {
             self.fail(now, FailureCause::DeviceCodeExpired);
@@ -724,7 +724,7 @@ impl TokenFlow {
 
     fn on_error_response(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         grant: GrantKind,
         mut error: ResponseError,
         headers: &http::HeaderMap,
@@ -803,7 +803,7 @@ impl TokenFlow {
         }
     }
 
-    fn on_transport_failure(&mut self, now: Instant, error: TransportError) {
+    fn on_transport_failure(&mut self, now: Timestamp, error: TransportError) {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
@@ -832,7 +832,12 @@ impl TokenFlow {
         self.retry_or_fail(now, FailureCause::Transport(error), None);
     }
 
-    fn retry_or_fail(&mut self, now: Instant, cause: FailureCause, retry_after: Option<Duration>) {
+    fn retry_or_fail(
+        &mut self,
+        now: Timestamp,
+        cause: FailureCause,
+        retry_after: Option<Duration>,
+    ) {
         let policy = self.config.retry;
         let Some(attempt) = self.attempt.as_mut() else {
             return;
@@ -856,7 +861,7 @@ impl TokenFlow {
 
     /// Ends the attempt with an error. Callers waiting on a renewal that can no longer happen
     /// are told a login is needed.
-    fn fail(&mut self, now: Instant, cause: FailureCause) {
+    fn fail(&mut self, now: Timestamp, cause: FailureCause) {
         let Some(attempt) = self.attempt.take() else {
             return;
         };
@@ -883,7 +888,7 @@ impl TokenFlow {
 
     fn on_unauthorized(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         generation: Generation,
         www_authenticate: &[http::HeaderValue],
     ) {
@@ -960,7 +965,7 @@ mod tests {
 
     const LIFETIME: u64 = 600;
 
-    fn flow(max_retries: u32) -> (TokenFlow, Instant) {
+    fn flow(max_retries: u32) -> (TokenFlow, Timestamp) {
         let config = Config::builder("https://id.example/token", "app")
             .client_secret("secret")
             .retry(crate::config::RetryPolicy {
@@ -969,7 +974,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        let now = Instant::now();
+        let now = Timestamp::from_secs(86_400);
         (
             TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000)),
             now,
@@ -986,7 +991,7 @@ mod tests {
 
     /// Drains the flow; returns the ids of the requests it sent, the number of failures, and
     /// when it wants to be woken.
-    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, usize, Option<Instant>) {
+    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, usize, Option<Timestamp>) {
         let (mut sent, mut failed) = (Vec::new(), 0);
         for _ in 0..64 {
             match flow.poll_output() {
@@ -999,7 +1004,7 @@ mod tests {
         panic!("no Idle");
     }
 
-    fn logged_in(max_retries: u32) -> (TokenFlow, Instant) {
+    fn logged_in(max_retries: u32) -> (TokenFlow, Timestamp) {
         let (mut flow, now) = flow(max_retries);
         flow.login(now, Credentials::password("joe", "pw"));
         let (sent, _, _) = drain(&mut flow);
@@ -1024,7 +1029,7 @@ mod tests {
     /// again and again.
     fn run(
         flow: &mut TokenFlow,
-        mut now: Instant,
+        mut now: Timestamp,
         total: Duration,
         status: u16,
         body: &str,

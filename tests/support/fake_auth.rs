@@ -1,19 +1,20 @@
 //! A deterministic OAuth 2.0 authorization server (token endpoint only) for tests.
 //!
 //! The server is pure: it never opens a socket, reads a clock or draws a random number. Time is
-//! handed in as an [`Instant`] with every request, and tokens are derived from counters
+//! handed in as a [`Timestamp`] with every request, and tokens are derived from counters
 //! (`AT.secret.1`, `RT.secret.1`, ...) so that a test can search logs and `Debug` output for them.
 //!
 //! It follows RFC 6749 strictly unless its [`ServerConfig`] asks for one of the quirks of the
 //! providers in `/work/shared/providers`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use serde_json::{Value, json};
+use tokenflow::Timestamp;
 
 /// Epoch milliseconds reported by the gateway style at the server's creation instant (the
 /// `refresh_token_issued_at` of the 002 provider's sample response).
@@ -188,7 +189,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     /// When it arrived.
-    pub at: Instant,
+    pub at: Timestamp,
     /// Its method.
     pub method: http::Method,
     /// Its URI.
@@ -217,7 +218,7 @@ struct Client {
 #[derive(Debug, Clone)]
 struct AccessToken {
     grant: u64,
-    expires_at: Instant,
+    expires_at: Timestamp,
     revoked: bool,
 }
 
@@ -233,8 +234,8 @@ struct RefreshToken {
     grant: u64,
     client_id: String,
     scope: Vec<String>,
-    issued_at: Instant,
-    expires_at: Option<Instant>,
+    issued_at: Timestamp,
+    expires_at: Option<Timestamp>,
     state: RefreshState,
 }
 
@@ -264,7 +265,7 @@ impl OAuthError {
 struct Issued {
     access_token: String,
     scope: Vec<String>,
-    refresh: Option<(String, Instant)>,
+    refresh: Option<(String, Timestamp)>,
     refresh_count: u64,
 }
 
@@ -272,7 +273,7 @@ struct Issued {
 #[derive(Debug)]
 pub struct FakeAuthServer {
     config: ServerConfig,
-    created_at: Option<Instant>,
+    created_at: Option<Timestamp>,
     clients: HashMap<String, Client>,
     users: HashMap<String, String>,
     access_tokens: HashMap<String, AccessToken>,
@@ -303,7 +304,7 @@ impl FakeAuthServer {
     }
 
     /// A server created at `now` (the base of the gateway style's epoch milliseconds).
-    pub fn new_at(config: ServerConfig, now: Instant) -> Self {
+    pub fn new_at(config: ServerConfig, now: Timestamp) -> Self {
         let mut server = Self::new(config);
         server.created_at = Some(now);
         server
@@ -351,7 +352,7 @@ impl FakeAuthServer {
     }
 
     /// Whether `token` is an access token that is issued, unexpired at `now` and not revoked.
-    pub fn is_access_token_valid(&self, token: &str, now: Instant) -> bool {
+    pub fn is_access_token_valid(&self, token: &str, now: Timestamp) -> bool {
         self.access_tokens
             .get(token)
             .is_some_and(|t| !t.revoked && now < t.expires_at)
@@ -386,7 +387,7 @@ impl FakeAuthServer {
     ///
     /// # Panics
     /// When the next fault is [`Fault::ApplyThenLose`]: use [`Self::handle_with_faults`].
-    pub fn handle(&mut self, now: Instant, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    pub fn handle(&mut self, now: Timestamp, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
         match self.handle_with_faults(now, request) {
             Reply::Respond(response) => response,
             Reply::Lost => panic!(
@@ -396,7 +397,7 @@ impl FakeAuthServer {
     }
 
     /// Handles one token-endpoint request at `now`, consuming the next queued fault if any.
-    pub fn handle_with_faults(&mut self, now: Instant, request: &Request<Vec<u8>>) -> Reply {
+    pub fn handle_with_faults(&mut self, now: Timestamp, request: &Request<Vec<u8>>) -> Reply {
         if self.created_at.is_none() {
             self.created_at = Some(now);
         }
@@ -448,7 +449,7 @@ impl FakeAuthServer {
 
     fn process(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         request: &Request<Vec<u8>>,
     ) -> (Outcome, Response<Vec<u8>>) {
         match self.token_endpoint(now, request) {
@@ -462,7 +463,7 @@ impl FakeAuthServer {
 
     fn token_endpoint(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         request: &Request<Vec<u8>>,
     ) -> Result<Issued, OAuthError> {
         if request.method() != Method::POST {
@@ -634,7 +635,7 @@ impl FakeAuthServer {
 
     fn password_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -659,7 +660,7 @@ impl FakeAuthServer {
 
     fn client_credentials_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -681,7 +682,7 @@ impl FakeAuthServer {
 
     fn refresh_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -756,7 +757,7 @@ impl FakeAuthServer {
 
     fn start_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         scope: Vec<String>,
         with_refresh: bool,
@@ -774,7 +775,7 @@ impl FakeAuthServer {
         }
     }
 
-    fn issue_access_token(&mut self, now: Instant, grant: u64) -> String {
+    fn issue_access_token(&mut self, now: Timestamp, grant: u64) -> String {
         let token = format!("{ACCESS_TOKEN_PREFIX}{}", self.next_access);
         self.next_access += 1;
         self.access_tokens.insert(
@@ -790,11 +791,11 @@ impl FakeAuthServer {
 
     fn issue_refresh_token(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         grant: u64,
         client_id: &str,
         scope: Vec<String>,
-    ) -> (String, Instant) {
+    ) -> (String, Timestamp) {
         let token = format!("{REFRESH_TOKEN_PREFIX}{}", self.next_refresh);
         self.next_refresh += 1;
         self.refresh_tokens.insert(
@@ -824,14 +825,14 @@ impl FakeAuthServer {
         }
     }
 
-    fn epoch_millis(&self, at: Instant) -> u64 {
+    fn epoch_millis(&self, at: Timestamp) -> u64 {
         let since = self.created_at.map_or(Duration::ZERO, |created| {
             at.saturating_duration_since(created)
         });
         GATEWAY_EPOCH_BASE_MS + since.as_millis() as u64
     }
 
-    fn success_response(&self, now: Instant, issued: &Issued) -> Response<Vec<u8>> {
+    fn success_response(&self, now: Timestamp, issued: &Issued) -> Response<Vec<u8>> {
         let scope = issued.scope.join(" ");
         let body = match self.config.style {
             ResponseStyle::Standard => {
