@@ -106,7 +106,7 @@
 //! assert_eq!(request.request.method(), "POST");
 //!
 //! // … send `request.request` with any HTTP client, then report the answer:
-//! let response = http::Response::builder()
+//! let response = tokenflow::http::Response::builder()
 //!     .status(200)
 //!     .body(br#"{"access_token":"AT1","token_type":"Bearer","expires_in":3600,
 //!                "refresh_token":"RT1"}"#.to_vec())?;
@@ -121,6 +121,12 @@
 //!
 //! let Access::Ready(bearer) = flow.access(now) else { unreachable!() };
 //! assert_eq!(bearer.header_value(), "Bearer AT1");
+//!
+//! // What the flow holds, without a secret in it.
+//! let info = flow.token_info().expect("tokens are held");
+//! let expiry = info.access_token.map(|access| access.expires_at);
+//! assert_eq!(expiry, Some(now + Duration::from_secs(3600)));
+//! assert!(info.refresh_token.is_some());
 //!
 //! // At `until`, the passing of time is the input: the flow asks for a refresh.
 //! flow.handle_input(until.expect("a wake-up"), Input::Timeout);
@@ -161,9 +167,14 @@ mod snippet;
 pub mod time;
 pub mod token;
 
+/// The `http` crate, whose requests, responses and headers the flow takes and gives:
+/// re-exported so that an application builds them with the very version the flow uses,
+/// without a dependency of its own to keep in step.
+pub use http;
+
 pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, RetryPolicy};
 pub use error::{FailureCause, FlowError};
-pub use flow::TokenFlow;
+pub use flow::{AccessTokenInfo, RefreshTokenInfo, TokenFlow, TokenInfo};
 pub use grant::{Credentials, GrantKind};
 pub use input::{Input, TransportError, TransportErrorKind};
 pub use interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};

@@ -3,6 +3,7 @@
 mod attempt;
 mod backoff;
 mod clock;
+mod info;
 mod revocation;
 mod tokens;
 
@@ -38,6 +39,8 @@ use backoff::{Rng, backoff};
 use clock::Clock;
 use revocation::{Emit, Revocations};
 use tokens::{HeldRefresh, TokenSet};
+
+pub use info::{AccessTokenInfo, RefreshTokenInfo, TokenInfo};
 
 /// Keeps an OAuth 2.0 client holding a valid access token, without doing any IO.
 ///
@@ -364,6 +367,14 @@ impl TokenFlow {
     /// The current tokens as they would be stored, if any.
     pub fn stored_tokens(&self) -> Option<StoredTokens> {
         self.tokens.as_ref().map(TokenSet::to_stored)
+    }
+
+    /// What the flow holds, without a secret: the access token's expiry and generation, the
+    /// granted scope, whether a refresh token and an ID token are held (and when the refresh
+    /// token expires), and the provider's extra fields. `None` when no tokens are held.
+    pub fn token_info(&self) -> Option<TokenInfo> {
+        let tokens = self.tokens.as_ref()?;
+        Some(TokenInfo::of(tokens, Generation(self.generation)))
     }
 
     /// The generation of the current access token, if one is held.
