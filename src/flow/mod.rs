@@ -1121,4 +1121,27 @@ mod tests {
         drain(&mut flow);
         assert!(matches!(flow.access(now), Access::Ready(_)));
     }
+
+    #[test]
+    fn a_restored_token_inside_its_margin_is_renewed_at_once_wherever_the_clock_starts() {
+        // Issued an hour ago, expiring in 10 s: the renewal point (30 s before expiry) has
+        // passed. A host clock may read zero when the flow is restored (the adapters' does),
+        // which puts that point before its origin: passed all the same.
+        let stored = StoredTokens::from_json(
+            br#"{"version":1,"grant":"password","access_token":"AT1","expires_at":1700000010000,
+                "refresh_token":"RT1","issued_at":1699996410000}"#,
+        )
+        .unwrap();
+        for start in [Timestamp::ORIGIN, Timestamp::from_secs(86_400)] {
+            let config = Config::builder("https://id.example/token", "app")
+                .client_secret("secret")
+                .build()
+                .unwrap();
+            let wall = UnixTime::from_secs(1_700_000_000);
+            let mut flow = TokenFlow::restore(config, stored.clone(), 1, start, wall).unwrap();
+            flow.handle_input(start, Input::Timeout);
+            let (sent, _, _) = drain(&mut flow);
+            assert_eq!(sent.len(), 1, "a renewal at once from {start:?}");
+        }
+    }
 }

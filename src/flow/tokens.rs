@@ -180,9 +180,11 @@ impl TokenSet {
                         now
                     },
                 );
+                // A renewal point before the host clock's origin (a clock that starts at zero
+                // when the flow is restored) has passed, like any other before now.
                 let renew_at = expires_at
                     .checked_sub(config.margin_for(lifetime))
-                    .unwrap_or(expires_at);
+                    .unwrap_or(Timestamp::ORIGIN);
                 Some(HeldAccess {
                     bearer: bearer_header(&token)?,
                     token,
