@@ -7,12 +7,12 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokenflow::Access;
 
-use support::{CountingAllocator, HeapSnapshot, is_quick_run, logged_in_flow};
+use support::{CountingAllocator, HeapSnapshot, START, is_quick_run, logged_in_flow};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -21,7 +21,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 const COUNTED_CALLS: u64 = 1_000_000;
 
 fn access(c: &mut Criterion) {
-    let start = Instant::now();
+    let start = START;
     let mut flow = logged_in_flow(start);
     let now = start + Duration::from_secs(1);
 

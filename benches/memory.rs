@@ -6,12 +6,12 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderValue;
 use tokenflow::{Access, Input, TokenFlow, UnixTime};
 
-use support::{CountingAllocator, HeapSnapshot, config, drain, is_quick_run, log_in};
+use support::{CountingAllocator, HeapSnapshot, START, config, drain, is_quick_run, log_in};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -20,7 +20,7 @@ const EVENTS: u64 = 1_000_000;
 
 fn main() {
     let quick = is_quick_run();
-    let start = Instant::now();
+    let start = START;
     // The first line printed allocates stdout's buffer: before the first reading.
     println!("tokenflow memory (counting allocator, live bytes = allocated - freed)");
 

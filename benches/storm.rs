@@ -9,18 +9,18 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::HeaderValue;
-use tokenflow::{Access, Event, Input, Output, TokenFlow};
+use tokenflow::{Access, Event, Input, Output, Timestamp, TokenFlow};
 
-use support::{drain, logged_in_flow, token_response};
+use support::{START, drain, logged_in_flow, token_response};
 
 const CALLERS: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// A logged-in flow and the 401 reports of `callers` callers, all for its current token.
-fn setup(start: Instant, callers: usize) -> (TokenFlow, Vec<Input>) {
+fn setup(start: Timestamp, callers: usize) -> (TokenFlow, Vec<Input>) {
     let flow = logged_in_flow(start);
     let generation = flow.generation().expect("a token is held");
     let inputs = (0..callers)
@@ -35,7 +35,7 @@ fn setup(start: Instant, callers: usize) -> (TokenFlow, Vec<Input>) {
 }
 
 /// Feeds the storm, then the refresh answer; returns the flow once idle.
-fn storm(mut flow: TokenFlow, inputs: Vec<Input>, now: Instant) -> TokenFlow {
+fn storm(mut flow: TokenFlow, inputs: Vec<Input>, now: Timestamp) -> TokenFlow {
     let mut refresh = None;
     for input in inputs {
         flow.handle_input(now, input);
@@ -66,7 +66,7 @@ fn storm(mut flow: TokenFlow, inputs: Vec<Input>, now: Instant) -> TokenFlow {
 }
 
 fn storms(c: &mut Criterion) {
-    let start = Instant::now();
+    let start = START;
     let now = start + Duration::from_secs(1);
     let mut group = c.benchmark_group("storm");
     group.sample_size(10);

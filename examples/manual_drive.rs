@@ -15,7 +15,8 @@ use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokenflow::{
-    Access, Config, Credentials, Event, Input, Output, TokenFlow, TransportError, UnixTime,
+    Access, Config, Credentials, Event, Input, Output, Timestamp, TokenFlow, TransportError,
+    UnixTime,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,9 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .scope(&args.get_or("scope", "api offline_access"))
         .build()?;
 
-    let mut flow = TokenFlow::new(config, seed(), Instant::now(), wall_now());
+    // The flow's monotonic clock: time since an origin this host picks, here its start.
+    let clock = Clock::start();
+    let mut flow = TokenFlow::new(config, seed(), clock.now(), wall_now());
     flow.login(
-        Instant::now(),
+        clock.now(),
         Credentials::password(
             args.get_or("username", "1234/joe.bloggs@acme.com"),
             args.get_or("password", "secret1234"),
@@ -50,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     for call in 1..=3 {
-        let bearer = bearer(&mut flow)?;
+        let bearer = bearer(&mut flow, &clock)?;
         let response = ureq::get(&api_url)
             .header("authorization", bearer.header_value().to_str()?)
             .config()
@@ -65,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if response.status() == 401 {
             let headers = response.headers().clone();
             flow.handle_input(
-                Instant::now(),
+                clock.now(),
                 Input::unauthorized(bearer.generation(), &headers),
             );
         }
@@ -74,25 +77,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Asks the flow for a token, running the loop (requests, retries, backoff) until it has one.
-fn bearer(flow: &mut TokenFlow) -> Result<tokenflow::Bearer, Box<dyn std::error::Error>> {
+fn bearer(
+    flow: &mut TokenFlow,
+    clock: &Clock,
+) -> Result<tokenflow::Bearer, Box<dyn std::error::Error>> {
     loop {
-        let until = drive(flow)?;
-        match flow.access(Instant::now()) {
+        let until = drive(flow, clock)?;
+        match flow.access(clock.now()) {
             Access::Ready(bearer) => return Ok(bearer),
             Access::LoginRequired => return Err("a new login is required".into()),
             Access::Pending => {}
         }
-        let until = drive(flow)?.or(until);
+        let until = drive(flow, clock)?.or(until);
         if let Some(until) = until {
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            flow.handle_input(Instant::now(), Input::Timeout);
+            std::thread::sleep(until.saturating_duration_since(clock.now()));
+            flow.handle_input(clock.now(), Input::Timeout);
         }
     }
 }
 
 /// The run loop's drain: send each request, store each token update, report failures; returns
-/// when the flow is idle, with the instant it next wants to be woken.
-fn drive(flow: &mut TokenFlow) -> Result<Option<Instant>, Box<dyn std::error::Error>> {
+/// when the flow is idle, with the time it next wants to be woken.
+fn drive(
+    flow: &mut TokenFlow,
+    clock: &Clock,
+) -> Result<Option<Timestamp>, Box<dyn std::error::Error>> {
     loop {
         match flow.poll_output() {
             Output::Send(request) => {
@@ -107,7 +116,7 @@ fn drive(flow: &mut TokenFlow) -> Result<Option<Instant>, Box<dyn std::error::Er
                         error,
                     },
                 };
-                flow.handle_input(Instant::now(), input);
+                flow.handle_input(clock.now(), input);
             }
             Output::Event(Event::TokensUpdated(tokens)) => {
                 // A real application writes `tokens.to_json()` to durable storage here,
@@ -156,6 +165,24 @@ fn embedded_server() -> std::io::Result<loopback::Loopback> {
 fn seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::process::id())
+}
+
+/// A monotonic clock counting from the moment it was started.
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let nanos = self.origin.elapsed().as_nanos();
+        Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
 }
 
 fn wall_now() -> UnixTime {

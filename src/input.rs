@@ -35,7 +35,7 @@ pub enum Input {
         /// The response's `WWW-Authenticate` values (RFC 6750 §3), possibly none.
         www_authenticate: Vec<HeaderValue>,
     },
-    /// Time has passed (the instant from [`Output::Idle`](crate::Output::Idle) was reached).
+    /// Time has passed (the `until` of [`Output::Idle`](crate::Output::Idle) was reached).
     Timeout,
     /// With a shared store: what the store said or holds (see [`crate::shared`]).
     Store(StoreReport),

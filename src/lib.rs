@@ -10,10 +10,11 @@
 //! or touches a file. It consumes events — a command from the application, an HTTP response
 //! from the token endpoint, a 401 from an API, the passing of time — and produces the HTTP
 //! requests to perform and the events the host must act on. Every method takes the current
-//! [`Instant`](std::time::Instant); the seed for retry jitter and one reading of the wall clock
-//! are given at construction. The same flow therefore runs under any HTTP client and runtime,
-//! in a simulation with a virtual clock, under a fuzzer, or behind a foreign-language binding,
-//! and behaves identically given the same inputs.
+//! monotonic time as a [`Timestamp`], a plain number of nanoseconds; the seed for retry jitter
+//! and one reading of the wall clock are given at construction. The same flow therefore runs
+//! under any HTTP client and runtime, in a simulation with a virtual clock, under a fuzzer, in
+//! WebAssembly, or behind a foreign-language binding, and behaves identically given the same
+//! inputs.
 //!
 //! The [`adapters`] (features `blocking` and `tokio`) are thin run loops over real HTTP
 //! clients, for applications that do not want to drive the flow themselves.
@@ -40,10 +41,15 @@
 //!
 //! ## Time and persistence
 //!
-//! Deadlines and lifetimes run on the monotonic clock you pass in, so wall-clock jumps do not
-//! stretch them; an instant earlier than one already seen is read as the latest seen. Absolute
-//! times that must survive a restart ([`StoredTokens`]) are Unix milliseconds, converted with
-//! the wall-clock reading given at construction. Tokens are renewed at expiry minus a margin
+//! Deadlines and lifetimes run on the monotonic clock you pass in as [`Timestamp`]s:
+//! nanoseconds since an origin **you** choose (boot, process start, the moment the flow was
+//! built; Python's `time.monotonic_ns()` can be passed as it is). The origin must stay the
+//! same for the life of the flow, and the clock must be monotonic, never the wall clock, so
+//! that wall-clock jumps do not stretch deadlines; a timestamp earlier than one already seen
+//! is read as the latest seen. [`Output::Idle`]'s `until` is on the same clock. Absolute times
+//! that must survive a restart ([`StoredTokens`]) are Unix milliseconds, converted with the
+//! wall-clock reading given at construction, so a restored flow may count from a new origin.
+//! Tokens are renewed at expiry minus a margin
 //! ([`ConfigBuilder::refresh_margin`], capped at a tenth of the lifetime so very short tokens
 //! still work); the API's 401 is the safety net for clock drift and suspended machines.
 //!
@@ -99,14 +105,17 @@
 //! ## Driving a whole exchange by hand
 //!
 //! ```
-//! use std::time::{Duration, Instant};
-//! use tokenflow::{Access, Config, Credentials, Event, Input, Output, TokenFlow, UnixTime};
+//! use std::time::Duration;
+//! use tokenflow::{
+//!     Access, Config, Credentials, Event, Input, Output, Timestamp, TokenFlow, UnixTime,
+//! };
 //!
 //! let config = Config::builder("https://identity.example/connect/token", "datahub-backend")
 //!     .client_secret("client-secret")
 //!     .scope("datahub-api offline_access")
 //!     .build()?;
-//! let now = Instant::now();
+//! // Any monotonic clock, counted from an origin of your choice: here, 5 s after it.
+//! let now = Timestamp::from_secs(5);
 //! let mut flow = TokenFlow::new(config, 42u64, now, UnixTime::from_secs(1_700_000_000));
 //!
 //! flow.login(now, Credentials::password("svc@acme.com", "password"));
@@ -114,7 +123,7 @@
 //! assert_eq!(request.request.method(), "POST");
 //!
 //! // … send `request.request` with any HTTP client, then report the answer:
-//! let response = http::Response::builder()
+//! let response = tokenflow::http::Response::builder()
 //!     .status(200)
 //!     .body(br#"{"access_token":"AT1","token_type":"Bearer","expires_in":3600,
 //!                "refresh_token":"RT1"}"#.to_vec())?;
@@ -129,6 +138,17 @@
 //!
 //! let Access::Ready(bearer) = flow.access(now) else { unreachable!() };
 //! assert_eq!(bearer.header_value(), "Bearer AT1");
+//!
+//! // What the flow holds, without a secret in it.
+//! let info = flow.token_info().expect("tokens are held");
+//! let expiry = info.access_token.map(|access| access.expires_at);
+//! assert_eq!(expiry, Some(now + Duration::from_secs(3600)));
+//! assert!(info.refresh_token.is_some());
+//!
+//! // At `until`, the passing of time is the input: the flow asks for a refresh.
+//! flow.handle_input(until.expect("a wake-up"), Input::Timeout);
+//! let Output::Send(refresh) = flow.poll_output() else { unreachable!() };
+//! assert!(refresh.request.body().starts_with(b"grant_type=refresh_token"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -171,9 +191,15 @@ pub mod time;
 pub mod token;
 
 pub use api_origin::ApiRequestError;
+
+/// The `http` crate, whose requests, responses and headers the flow takes and gives:
+/// re-exported so that an application builds them with the very version the flow uses,
+/// without a dependency of its own to keep in step.
+pub use http;
+
 pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, RetryPolicy};
 pub use error::{FailureCause, FlowError};
-pub use flow::TokenFlow;
+pub use flow::{AccessTokenInfo, RefreshTokenInfo, TokenFlow, TokenInfo};
 pub use grant::{Credentials, GrantKind};
 pub use input::{Input, TransportError, TransportErrorKind};
 pub use interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
@@ -187,7 +213,7 @@ pub use revocation::TokenTypeHint;
 pub use scope::Scope;
 pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, SecretString};
 pub use seed::Seed;
-pub use time::UnixTime;
+pub use time::{Timestamp, UnixTime};
 pub use token::{StoredTokens, TokenResponse};
 
 /// The README's Rust examples, compiled (and those not marked `no_run`, run) as doctests, so

@@ -1,7 +1,6 @@
 //! What the flow asks of its host: requests to send, events to act on, and when to wake it.
 
 use std::fmt;
-use std::time::Instant;
 
 use http::HeaderValue;
 
@@ -9,6 +8,7 @@ use crate::error::{FailureCause, FlowError};
 use crate::interactive::DeviceAuthorization;
 use crate::revocation::TokenTypeHint;
 use crate::shared::StoreRequest;
+use crate::time::Timestamp;
 use crate::token::{OAuthError, StoredTokens};
 
 /// Identifies one request the flow asked the host to send; the answer must carry it back.
@@ -106,9 +106,9 @@ pub struct HttpRequest {
     pub id: RequestId,
     /// The request. Its body holds secrets: do not log it.
     pub request: http::Request<Vec<u8>>,
-    /// After this instant the flow no longer waits for the answer; a transport can use it as
+    /// After this timestamp the flow no longer waits for the answer; a transport can use it as
     /// its timeout.
-    pub deadline: Instant,
+    pub deadline: Timestamp,
 }
 
 impl fmt::Debug for HttpRequest {
@@ -231,6 +231,6 @@ pub enum Output {
     /// [`Input::Timeout`](crate::Input::Timeout).
     Idle {
         /// When the flow next needs to act on its own; `None` when only an input can wake it.
-        until: Option<Instant>,
+        until: Option<Timestamp>,
     },
 }

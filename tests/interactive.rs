@@ -1,7 +1,7 @@
 //! Interactive logins and logout on a virtual clock: the authorization-code grant with PKCE,
 //! the device grant with its polling rules, and revocation at logout. The fake authorization
 //! server has neither an authorization nor a device endpoint, so these drive the flow with
-//! hand-built responses; time is an `Instant` the test moves by hand.
+//! hand-built responses; time is a `Timestamp` the test moves by hand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,12 +11,14 @@ use http::{Request, Response};
 use tokenflow::interactive::s256;
 use tokenflow::token::ErrorCode;
 use tokenflow::{
-    AuthorizationError, Config, Event, FailureCause, GrantKind, Input, Output, Seed, TokenFlow,
-    TokenTypeHint, UnixTime,
+    AuthorizationError, Config, Event, FailureCause, GrantKind, Input, Output, Seed, Timestamp,
+    TokenFlow, TokenTypeHint, UnixTime,
 };
 
 const ISSUER: &str = "https://id.example";
 const REDIRECT: &str = "http://127.0.0.1:49152/callback";
+/// The host clock's reading when a test starts: any origin will do.
+const START: Timestamp = Timestamp::from_secs(1_000);
 
 fn config(scope: &str) -> Config {
     Config::builder(format!("{ISSUER}/token"), "native-app")
@@ -30,7 +32,7 @@ fn config(scope: &str) -> Config {
         .expect("a valid configuration")
 }
 
-fn flow(seed: Seed, scope: &str, now: Instant) -> TokenFlow {
+fn flow(seed: Seed, scope: &str, now: Timestamp) -> TokenFlow {
     TokenFlow::new(config(scope), seed, now, UnixTime::from_secs(1_700_000_000))
 }
 
@@ -39,7 +41,7 @@ fn flow(seed: Seed, scope: &str, now: Instant) -> TokenFlow {
 struct Drained {
     sent: Vec<(tokenflow::RequestId, Request<Vec<u8>>)>,
     events: Vec<Event>,
-    until: Option<Instant>,
+    until: Option<Timestamp>,
 }
 
 fn drain(flow: &mut TokenFlow) -> Drained {
@@ -93,7 +95,7 @@ fn oauth_error(code: &str) -> Response<Vec<u8>> {
 
 fn respond(
     flow: &mut TokenFlow,
-    now: Instant,
+    now: Timestamp,
     id: tokenflow::RequestId,
     response: Response<Vec<u8>>,
 ) -> Drained {
@@ -102,7 +104,7 @@ fn respond(
 }
 
 /// Feeds `Timeout` at `now` and returns the one request the flow then sends.
-fn wake(flow: &mut TokenFlow, now: Instant) -> (tokenflow::RequestId, Request<Vec<u8>>) {
+fn wake(flow: &mut TokenFlow, now: Timestamp) -> (tokenflow::RequestId, Request<Vec<u8>>) {
     flow.handle_input(now, Input::Timeout);
     let mut drained = drain(flow);
     assert_eq!(drained.sent.len(), 1, "{drained:?}");
@@ -124,7 +126,7 @@ fn failure(drained: &Drained) -> &tokenflow::FlowError {
 
 #[test]
 fn the_authorization_url_is_deterministic_under_a_fixed_seed() {
-    let now = Instant::now();
+    let now = START;
     let mut first = flow(Seed::from_u64(1), "openid offline_access", now);
     let request = first
         .start_authorization(now)
@@ -164,7 +166,7 @@ fn the_authorization_url_is_deterministic_under_a_fixed_seed() {
 
 #[test]
 fn without_openid_there_is_no_nonce() {
-    let now = Instant::now();
+    let now = START;
     let request = flow(Seed::from_u64(1), "api offline_access", now)
         .start_authorization(now)
         .expect("an authorization URL");
@@ -173,7 +175,7 @@ fn without_openid_there_is_no_nonce() {
 
 #[test]
 fn the_code_is_exchanged_with_its_verifier() {
-    let now = Instant::now();
+    let now = START;
     let mut flow = flow(Seed::from_u64(1), "openid offline_access", now);
     let request = flow.start_authorization(now).expect("an authorization URL");
     let challenge = query(&request.url)["code_challenge"].clone();
@@ -213,7 +215,7 @@ fn the_code_is_exchanged_with_its_verifier() {
 
 #[test]
 fn a_callback_with_another_state_is_refused() {
-    let now = Instant::now();
+    let now = START;
     let mut flow = flow(Seed::from_u64(1), "openid", now);
     let request = flow.start_authorization(now).expect("an authorization URL");
     let forged = format!("{REDIRECT}?code=EVIL&state={}x", request.state);
@@ -233,7 +235,7 @@ fn a_callback_with_another_state_is_refused() {
 
 #[test]
 fn a_callback_from_another_issuer_is_refused() {
-    let now = Instant::now();
+    let now = START;
     let mut flow = flow(Seed::from_u64(1), "openid", now);
     let request = flow.start_authorization(now).expect("an authorization URL");
     let mixed_up = format!(
@@ -259,7 +261,7 @@ const DEVICE_RESPONSE: &str = r#"{"device_code":"DEVICE-CODE","user_code":"WDJB-
 
 /// Starts a device login answered with a code valid for `expires_in` seconds; returns the
 /// instant the first poll is due.
-fn start_device(flow: &mut TokenFlow, now: Instant, expires_in: u64) -> Instant {
+fn start_device(flow: &mut TokenFlow, now: Timestamp, expires_in: u64) -> Timestamp {
     flow.start_device_authorization(now)
         .expect("a device endpoint");
     let mut drained = drain(flow);
@@ -279,7 +281,7 @@ fn start_device(flow: &mut TokenFlow, now: Instant, expires_in: u64) -> Instant 
 
 #[test]
 fn slow_down_adds_five_seconds_to_every_later_poll() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = flow(Seed::from_u64(3), "openid offline_access", t0);
     let first = start_device(&mut flow, t0, 600);
     assert_eq!(first, t0 + Duration::from_secs(5));
@@ -300,13 +302,13 @@ fn slow_down_adds_five_seconds_to_every_later_poll() {
             "urn:ietf:params:oauth:grant-type:device_code"
         );
         assert_eq!(form(&poll)["device_code"], "DEVICE-CODE");
-        polls.push(now.duration_since(t0).as_secs());
+        polls.push(now.saturating_duration_since(t0).as_secs());
         let next = respond(&mut flow, now, id, oauth_error(answer));
         assert!(next.events.is_empty(), "{next:?}");
         now = next.until.expect("another poll");
     }
     let (id, _) = wake(&mut flow, now);
-    polls.push(now.duration_since(t0).as_secs());
+    polls.push(now.saturating_duration_since(t0).as_secs());
     // 5 s apart, then 10 s after the first slow_down, then 15 s after the second.
     assert_eq!(polls, [5, 10, 20, 30, 45, 60]);
     let done = respond(&mut flow, now, id, tokens(1));
@@ -322,7 +324,7 @@ fn slow_down_adds_five_seconds_to_every_later_poll() {
 
 #[test]
 fn access_denied_ends_the_device_login() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = flow(Seed::from_u64(3), "openid offline_access", t0);
     let first = start_device(&mut flow, t0, 600);
     let (id, _) = wake(&mut flow, first);
@@ -338,7 +340,7 @@ fn access_denied_ends_the_device_login() {
 
 #[test]
 fn expired_token_ends_the_device_login() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = flow(Seed::from_u64(3), "openid offline_access", t0);
     let first = start_device(&mut flow, t0, 600);
     let (id, _) = wake(&mut flow, first);
@@ -353,7 +355,7 @@ fn expired_token_ends_the_device_login() {
 
 #[test]
 fn the_device_login_ends_when_the_code_expires() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = flow(Seed::from_u64(3), "openid offline_access", t0);
     let mut now = start_device(&mut flow, t0, 12);
     let mut polls = 0;
@@ -368,14 +370,14 @@ fn the_device_login_ends_when_the_code_expires() {
     };
     // Polls at 5 s and 10 s; one at 15 s would be past the code's 12 s.
     assert_eq!(polls, 2);
-    assert_eq!(now.duration_since(t0), Duration::from_secs(10));
+    assert_eq!(now.saturating_duration_since(t0), Duration::from_secs(10));
     assert_eq!(failure(&ended).cause, FailureCause::DeviceCodeExpired);
 }
 
 // --- revocation at logout
 
 /// A flow logged in (with the code grant) holding `AT-1` and `RT-1`.
-fn logged_in(now: Instant) -> TokenFlow {
+fn logged_in(now: Timestamp) -> TokenFlow {
     let mut flow = flow(Seed::from_u64(5), "openid offline_access", now);
     let request = flow.start_authorization(now).expect("an authorization URL");
     flow.complete_authorization(now, &format!("code=C&state={}", request.state))
@@ -388,7 +390,7 @@ fn logged_in(now: Instant) -> TokenFlow {
 
 #[test]
 fn logout_revokes_the_refresh_token_first_and_retries_a_503() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = logged_in(t0);
     flow.logout(t0);
     let mut drained = drain(&mut flow);
@@ -448,7 +450,7 @@ fn logout_revokes_the_refresh_token_first_and_retries_a_503() {
 
 #[test]
 fn a_revocation_refused_for_good_is_reported_and_the_next_one_goes_on() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut flow = logged_in(t0);
     flow.logout(t0);
     let mut drained = drain(&mut flow);

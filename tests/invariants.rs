@@ -250,7 +250,7 @@ impl ForTests for Generation {
                 extra: Default::default(),
             },
             0u64,
-            std::time::Instant::now(),
+            tokenflow::Timestamp::from_secs(1),
             tokenflow::UnixTime::from_secs(1),
         )
         .unwrap();

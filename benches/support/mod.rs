@@ -4,10 +4,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use http::{Response, StatusCode, header};
-use tokenflow::{Config, Credentials, Input, Output, RequestId, TokenFlow, UnixTime};
+use tokenflow::{Config, Credentials, Input, Output, RequestId, Timestamp, TokenFlow, UnixTime};
 
 pub const TOKEN_ENDPOINT: &str = "https://id.example/connect/token";
 pub const CLIENT_ID: &str = "bench-client";
@@ -37,6 +36,9 @@ pub fn token_response() -> Response<Vec<u8>> {
         .expect("a valid response")
 }
 
+/// The host clock's reading when a benchmark starts: any origin will do.
+pub const START: Timestamp = Timestamp::from_secs(1_000);
+
 /// Client secret in `Authorization: Basic` (the default), the scope above, proactive refresh
 /// on (the default).
 pub fn config() -> Config {
@@ -61,7 +63,7 @@ pub fn drain(flow: &mut TokenFlow) -> Option<RequestId> {
 }
 
 /// Logs `flow` in with the canned response, draining until idle.
-pub fn log_in(flow: &mut TokenFlow, now: Instant) {
+pub fn log_in(flow: &mut TokenFlow, now: Timestamp) {
     flow.login(now, Credentials::password(USERNAME, PASSWORD));
     let id = drain(flow).expect("a login sends a token request");
     flow.handle_input(
@@ -75,7 +77,7 @@ pub fn log_in(flow: &mut TokenFlow, now: Instant) {
 }
 
 /// A flow holding a valid token, logged in at `now`.
-pub fn logged_in_flow(now: Instant) -> TokenFlow {
+pub fn logged_in_flow(now: Timestamp) -> TokenFlow {
     let mut flow = TokenFlow::new(config(), 7, now, UnixTime::from_secs(1_700_000_000));
     log_in(&mut flow, now);
     flow

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tokenflow::Timestamp;
+
 use super::fake_api::FakeApi;
 use super::fake_auth::FakeAuthServer;
 
@@ -35,11 +37,13 @@ impl Loopback {
             api: FakeApi::new(),
         }));
         let shared = Arc::clone(&world);
+        // The simulated server's clock counts from its start.
+        let origin = Instant::now();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let world = Arc::clone(&shared);
                 thread::spawn(move || {
-                    let _ = serve(stream, &world);
+                    let _ = serve(stream, &world, origin);
                 });
             }
         });
@@ -59,7 +63,7 @@ impl Loopback {
     }
 }
 
-fn serve(stream: TcpStream, world: &Mutex<World>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, world: &Mutex<World>, origin: Instant) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     // Answers are written whole; waiting to coalesce them only adds delayed-ACK latency.
     stream.set_nodelay(true)?;
@@ -69,7 +73,8 @@ fn serve(stream: TcpStream, world: &Mutex<World>) -> std::io::Result<()> {
         let Some(request) = read_request(&mut reader)? else {
             return Ok(());
         };
-        let now = Instant::now();
+        let now =
+            Timestamp::from_nanos(u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let response = {
             let mut world = world.lock().unwrap_or_else(|e| e.into_inner());
             let World { auth, api } = &mut *world;

@@ -29,7 +29,7 @@
 mod fake_auth;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use fake_auth::{ClientAuthStyle, FakeAuthServer, Fault, Reply, ResponseStyle, ServerConfig};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -42,8 +42,8 @@ use tokenflow::shared::{
 };
 use tokenflow::{
     Access, ClientAuth, Config, Credentials, Event, Generation, GrantKind, Input, Output,
-    RefreshTokenReuse, RequestId, RetryPolicy, StoredTokens, TokenFlow, TransportError,
-    TransportErrorKind, UnixTime,
+    RefreshTokenReuse, RequestId, RetryPolicy, StoredTokens, Timestamp, TokenFlow,
+    TransportError, TransportErrorKind, UnixTime,
 };
 
 /// Every secret in this world holds it; nothing else can (generated text is scrubbed of dots).
@@ -51,8 +51,11 @@ const SECRET_MARK: &str = ".secret.";
 const PASSWORD: &str = "pw.secret.Ünïcode:+&=%";
 const CLIENT_SECRET: &str = "cs.secret.s3cr:t/+%";
 const WALL_BASE_MS: u64 = 1_700_000_000_000;
-/// Beyond this, time stops advancing: the fake server adds lifetimes to instants unchecked.
-const MAX_OFFSET: Duration = Duration::from_secs(1 << 40);
+/// Beyond this (136 years), time stops advancing: the fake server adds lifetimes to
+/// timestamps without checking, and a `Timestamp` spans 584 years.
+const MAX_OFFSET: Duration = Duration::from_secs(1 << 32);
+/// The host clock's reading at the start: a day after its origin.
+const BASE: Timestamp = Timestamp::from_secs(86_400);
 const DRAIN_BOUND: usize = 64;
 
 struct Sent {
@@ -61,7 +64,7 @@ struct Sent {
 }
 
 struct Host {
-    base: Instant,
+    base: Timestamp,
     /// The host's monotonic time, as an offset from `base`.
     now: Duration,
     /// The latest instant handed to the flow (the flow never goes back from it).
@@ -73,7 +76,7 @@ struct Host {
     /// Sent and not yet answered or failed.
     outbox: Vec<Sent>,
     /// Sent, not answered, failed or abandoned, with their deadlines.
-    in_flight: Vec<(RequestId, Instant)>,
+    in_flight: Vec<(RequestId, Timestamp)>,
     answered: Vec<RequestId>,
     /// Requests reported as failed: a late answer to one of them may be adopted.
     failed: Vec<RequestId>,
@@ -81,7 +84,7 @@ struct Host {
     superseded: HashSet<String>,
     last_was_tokens_updated: bool,
     generations: Vec<Generation>,
-    idle_until: Option<Instant>,
+    idle_until: Option<Timestamp>,
     instant_network: bool,
     /// Requests sent in the current attempt.
     sends_in_attempt: u32,
@@ -147,16 +150,16 @@ fn tokens(stored: Option<&StoredTokens>) -> (Option<String>, Option<String>) {
 }
 
 impl Host {
-    fn at(&self, offset: Duration) -> Instant {
+    fn at(&self, offset: Duration) -> Timestamp {
         self.base + offset
     }
 
-    fn instant(&mut self) -> Instant {
+    fn instant(&mut self) -> Timestamp {
         self.latest = self.latest.max(self.now);
         self.at(self.now)
     }
 
-    fn latest_instant(&self) -> Instant {
+    fn latest_instant(&self) -> Timestamp {
         self.at(self.latest.max(self.now))
     }
 
@@ -217,7 +220,7 @@ impl Host {
         panic!("the flow did not reach Idle within {DRAIN_BOUND} outputs");
     }
 
-    fn on_send(&mut self, id: RequestId, request: Request<Vec<u8>>, deadline: Instant) {
+    fn on_send(&mut self, id: RequestId, request: Request<Vec<u8>>, deadline: Timestamp) {
         let now = self.latest_instant();
         assert!(deadline >= now, "a request sent with its deadline passed");
         self.in_flight.retain(|&(_, deadline)| now < deadline);
@@ -453,7 +456,7 @@ impl Host {
         for _ in 0..64 {
             let next = match self.idle_until {
                 Some(until) if until <= self.at(end) && until > self.at(self.now) => {
-                    until.duration_since(self.base)
+                    until.saturating_duration_since(self.base)
                 }
                 _ => end,
             };
@@ -471,7 +474,7 @@ impl Host {
         self.settle();
     }
 
-    fn access(&mut self, now: Instant) {
+    fn access(&mut self, now: Timestamp) {
         let access = self.flow.access(now);
         check_text(&format!("{access:?}"));
         if let (Access::Ready(bearer), Some(shared)) = (&access, &self.shared) {
@@ -999,7 +1002,7 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         notify: true,
     });
     trace(|| format!("{config:?} {:?}", server.config()));
-    let base = Instant::now();
+    let base = BASE;
     let seed = u.arbitrary()?;
     let flow = TokenFlow::new(
         config.clone(),

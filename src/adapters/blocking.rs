@@ -547,10 +547,10 @@ impl<T: Transport, S: TokenStore> Inner<T, S> {
             armed: true,
         };
         let done = match work {
-            Work::Send(request) => Performed::Sent(
+            Work::Send(request, deadline) => Performed::Sent(
                 request.id,
                 self.transport
-                    .send(request.request, request.deadline, self.token_max_body),
+                    .send(request.request, deadline, self.token_max_body),
             ),
             Work::Save(number, tokens) => Performed::Saved(number, self.store.save(&tokens)),
             Work::Clear => Performed::Cleared(self.store.clear()),

@@ -1,6 +1,7 @@
 //! The part of a run loop that does not depend on how IO is done: it drains the flow, turns
 //! its outputs into [`Work`] for whoever performs IO, remembers the outcomes callers wait for,
-//! answers `LoginRequired` from a credentials source, and reads the clocks.
+//! answers `LoginRequired` from a credentials source, and reads the clocks. Callers speak in
+//! [`Instant`]s; the engine turns them into the flow's timestamps with its [`HostClock`].
 //!
 //! An adapter keeps one [`Engine`] behind its lock and asks it for a [`Step`] on behalf of each
 //! caller. The engine never performs IO itself, so the lock is never held across any: an
@@ -16,7 +17,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::adapters::driver::{DRAIN_BOUND, clock_reading, seed};
+use crate::adapters::clock::HostClock;
+use crate::adapters::driver::{DRAIN_BOUND, seed};
 use crate::adapters::interactive::{DeviceEnd, LogoutReport, device_end};
 use crate::adapters::log;
 use crate::adapters::store::StoreError;
@@ -27,6 +29,7 @@ use crate::grant::Credentials;
 use crate::input::{Input, TransportError};
 use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
+use crate::time::Timestamp;
 use crate::token::{RestoreError, StoredTokens};
 use crate::{Config, TokenFlow};
 
@@ -124,8 +127,9 @@ impl std::error::Error for Error {
 /// IO to perform, outside the lock, then report back to the [`Engine`].
 #[derive(Debug)]
 pub(crate) enum Work {
-    /// Send a token request; report with [`Engine::sent`].
-    Send(HttpRequest),
+    /// Send a token request, giving up at the instant of its deadline; report with
+    /// [`Engine::sent`].
+    Send(HttpRequest, Instant),
     /// Save the tokens; report with [`Engine::saved`], with the same number.
     Save(u64, StoredTokens),
     /// Delete the stored tokens; report with [`Engine::cleared`].
@@ -176,6 +180,7 @@ pub(crate) struct Ticket {
 /// The flow with the adapter-side bookkeeping; see the module documentation.
 pub(crate) struct Engine {
     flow: TokenFlow,
+    clock: HostClock,
     credentials: Option<CredentialsSource>,
     work: VecDeque<Work>,
     /// Tokens handed out for saving and not yet saved, numbered. While set, the flow is not
@@ -185,7 +190,7 @@ pub(crate) struct Engine {
     save_outstanding: Option<u64>,
     /// Numbers saves, so that a save finishing after a logout cannot release later tokens.
     next_save: u64,
-    idle_until: Option<Instant>,
+    idle_until: Option<Timestamp>,
     /// Counts `AccessReady` events.
     readies: u64,
     /// Counts failures; `last_failure` is the latest.
@@ -214,7 +219,7 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// A flow restored from `stored`, or a new one. Reads the clocks and seeds the flow.
     pub(crate) fn new(config: Config, stored: Option<StoredTokens>) -> Result<Engine, Error> {
-        let (now, wall) = clock_reading();
+        let (clock, now, wall) = HostClock::start();
         let flow = match stored {
             Some(stored) => {
                 TokenFlow::restore(config, stored, seed(), now, wall).map_err(Error::Restore)?
@@ -224,6 +229,7 @@ impl Engine {
         log::restored(flow.generation());
         Ok(Engine {
             flow,
+            clock,
             credentials: None,
             work: VecDeque::new(),
             unsaved: None,
@@ -263,6 +269,7 @@ impl Engine {
 
     /// Logs in with `credentials`.
     pub(crate) fn login(&mut self, now: Instant, credentials: Credentials) {
+        let now = self.clock.at(now);
         log::login(&credentials);
         self.flow.login(now, credentials);
         self.drain(now);
@@ -273,6 +280,7 @@ impl Engine {
         &mut self,
         now: Instant,
     ) -> Result<AuthorizationRequest, AuthorizationError> {
+        let now = self.clock.at(now);
         let request = self.flow.start_authorization(now);
         self.drain(now);
         request
@@ -285,6 +293,7 @@ impl Engine {
         now: Instant,
         callback: &str,
     ) -> Result<(), AuthorizationError> {
+        let now = self.clock.at(now);
         let result = self.flow.complete_authorization(now, callback);
         self.drain(now);
         result
@@ -295,6 +304,7 @@ impl Engine {
         &mut self,
         now: Instant,
     ) -> Result<(), AuthorizationError> {
+        let now = self.clock.at(now);
         let result = self.flow.start_device_authorization(now);
         self.drain(now);
         result
@@ -308,6 +318,7 @@ impl Engine {
     /// Logs out: any save not yet started is dropped, and the flow forgets the tokens and
     /// starts revoking them.
     pub(crate) fn logout(&mut self, now: Instant) {
+        let now = self.clock.at(now);
         self.logout_report = LogoutReport::default();
         let before = self.work.len();
         self.work.retain(|w| !matches!(w, Work::Save(..)));
@@ -327,6 +338,7 @@ impl Engine {
         generation: Generation,
         headers: &http::HeaderMap,
     ) {
+        let now = self.clock.at(now);
         log::unauthorized(generation);
         self.flow
             .handle_input(now, Input::unauthorized(generation, headers));
@@ -340,6 +352,7 @@ impl Engine {
         id: crate::RequestId,
         result: Result<http::Response<Vec<u8>>, TransportError>,
     ) {
+        let now = self.clock.at(now);
         let input = match result {
             Ok(response) => {
                 log::token_response(id, response.status());
@@ -358,6 +371,7 @@ impl Engine {
     /// new access token); on failure the tokens stay held back and the callers waiting get
     /// the error.
     pub(crate) fn saved(&mut self, now: Instant, number: u64, result: Result<(), StoreError>) {
+        let now = self.clock.at(now);
         if self.save_outstanding == Some(number) {
             self.save_outstanding = None;
         }
@@ -399,6 +413,7 @@ impl Engine {
     /// The next step for `ticket`. `may_perform` says whether the caller may take work (no
     /// one else is performing any).
     pub(crate) fn step(&mut self, now: Instant, ticket: &mut Ticket, may_perform: bool) -> Step {
+        let now = self.clock.at(now);
         if self.idle_until.is_some_and(|until| until <= now) {
             self.flow.handle_input(now, Input::Timeout);
         }
@@ -422,15 +437,15 @@ impl Engine {
             Want::Settled => match (may_perform, self.work.pop_front()) {
                 (true, Some(work)) => Step::Work(work),
                 // A revocation backing off before its retry: wait for it.
-                (true, None) if self.flow.revoking() => Step::Wait(self.idle_until),
+                (true, None) if self.flow.revoking() => self.wait(),
                 (true, None) => Step::Done,
-                (false, _) => Step::Wait(self.idle_until),
+                (false, _) => self.wait(),
             },
             Want::Bearer => self.bearer_step(now, ticket, may_perform),
         }
     }
 
-    fn bearer_step(&mut self, now: Instant, ticket: &mut Ticket, may_perform: bool) -> Step {
+    fn bearer_step(&mut self, now: Timestamp, ticket: &mut Ticket, may_perform: bool) -> Step {
         let access = self.flow.access(now);
         self.drain(now);
         match access {
@@ -473,8 +488,13 @@ impl Engine {
     fn work_or_wait(&mut self, may_perform: bool) -> Step {
         match self.take_work(may_perform) {
             Some(work) => Step::Work(work),
-            None => Step::Wait(self.idle_until),
+            None => self.wait(),
         }
+    }
+
+    /// Wait until the flow next needs the time, or until someone reports.
+    fn wait(&self) -> Step {
+        Step::Wait(self.idle_until.map(|until| self.clock.instant(until)))
     }
 
     fn failure(&self) -> Error {
@@ -490,7 +510,7 @@ impl Engine {
 
     /// Asks the credentials source and logs in with what it gives; false when it gives
     /// nothing.
-    fn login_from_source(&mut self, now: Instant) -> bool {
+    fn login_from_source(&mut self, now: Timestamp) -> bool {
         let Some(credentials) = self.credentials.as_mut().and_then(|source| source()) else {
             return false;
         };
@@ -500,7 +520,7 @@ impl Engine {
     }
 
     /// Polls the flow until `Idle`, or until tokens must be saved before it may go on.
-    fn drain(&mut self, now: Instant) {
+    fn drain(&mut self, now: Timestamp) {
         if self.unsaved.is_some() {
             return;
         }
@@ -512,7 +532,8 @@ impl Engine {
                 }
                 Output::Send(request) => {
                     log::token_request(&request);
-                    self.work.push_back(Work::Send(request));
+                    let deadline = self.clock.instant(request.deadline);
+                    self.work.push_back(Work::Send(request, deadline));
                 }
                 Output::Event(event) => {
                     if self.on_event(now, event) {
@@ -526,7 +547,7 @@ impl Engine {
     }
 
     /// Acts on an event; true when polling must stop until the tokens are saved.
-    fn on_event(&mut self, now: Instant, event: Event) -> bool {
+    fn on_event(&mut self, now: Timestamp, event: Event) -> bool {
         log::event(&event);
         match event {
             Event::TokensUpdated(tokens) => {

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod clock;
 mod driver;
 #[cfg(feature = "blocking")]
 mod engine;

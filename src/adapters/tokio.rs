@@ -45,7 +45,8 @@ use ::tokio::sync::{mpsc, oneshot};
 use ::tokio::task::JoinSet;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::driver::{DRAIN_BOUND, clock_reading, seed};
+use super::clock::HostClock;
+use super::driver::{DRAIN_BOUND, seed};
 use super::interactive::{
     DeviceEnd, LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, device_end,
     oversized_metadata, read_metadata, try_next_kind,
@@ -494,13 +495,13 @@ impl AsyncClientBuilder {
     pub fn start(self) -> Result<AsyncClient, Error> {
         let runtime = ::tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let stored = self.store.load().map_err(|e| Error::Store(Arc::new(e)))?;
-        let (now, wall) = clock_reading();
+        let (clock, now, wall) = HostClock::start();
         let anchor = ClockAnchor::new(now, wall);
         let max_body = self.config.max_body_bytes();
         let api_config = self.config.clone();
         let (flow, expires_at) = match stored {
             Some(stored) => {
-                let expires_at = access_expiry(&anchor, &stored);
+                let expires_at = access_expiry(&clock, &anchor, &stored);
                 let flow = TokenFlow::restore(self.config, stored, seed(), now, wall)
                     .map_err(Error::Restore)?;
                 (flow, expires_at)
@@ -511,6 +512,7 @@ impl AsyncClientBuilder {
         let cache = Arc::new(RwLock::new(None));
         let driver = Driver {
             flow,
+            clock,
             anchor,
             store: self.store,
             transport: Arc::clone(&self.transport),
@@ -546,9 +548,13 @@ impl AsyncClientBuilder {
 }
 
 /// The access token's expiry on the monotonic clock, read from stored tokens.
-fn access_expiry(anchor: &ClockAnchor, stored: &StoredTokens) -> Option<Instant> {
+fn access_expiry(
+    clock: &HostClock,
+    anchor: &ClockAnchor,
+    stored: &StoredTokens,
+) -> Option<Instant> {
     stored.access_token.as_ref()?;
-    anchor.instant_at(stored.expires_at?)
+    Some(clock.instant(anchor.timestamp_at(stored.expires_at?)?))
 }
 
 /// A handle on a token flow driven on tokio: ask it for a token, or let it make authorized
@@ -890,6 +896,7 @@ impl AsyncClient {
 /// Owns the flow and the store; the only place either is touched.
 struct Driver {
     flow: TokenFlow,
+    clock: HostClock,
     anchor: ClockAnchor,
     store: Arc<dyn TokenStore>,
     transport: SharedTransport,
@@ -922,7 +929,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
         // Whatever the restored flow wants to do at once (a proactive renewal).
-        self.flow.handle_input(Instant::now(), Input::Timeout);
+        self.flow.handle_input(self.clock.now(), Input::Timeout);
         self.drain().await;
         let shutdown = loop {
             let wake = self.wake;
@@ -942,7 +949,7 @@ impl Driver {
                     self.on_finished(finished).await;
                 }
                 () = timer => {
-                    self.flow.handle_input(Instant::now(), Input::Timeout);
+                    self.flow.handle_input(self.clock.now(), Input::Timeout);
                     self.drain().await;
                 }
             }
@@ -976,7 +983,7 @@ impl Driver {
                 reply,
             } => {
                 self.flow.handle_input(
-                    Instant::now(),
+                    self.clock.now(),
                     Input::Unauthorized {
                         generation,
                         www_authenticate,
@@ -987,19 +994,22 @@ impl Driver {
             Command::Login { credentials, reply } => {
                 self.prune();
                 self.login_waiters.push(reply);
-                self.flow.login(Instant::now(), credentials);
+                self.flow.login(self.clock.now(), credentials);
                 self.drain().await;
             }
             Command::StartAuthorization(reply) => {
                 let request = self
                     .flow
-                    .start_authorization(Instant::now())
+                    .start_authorization(self.clock.now())
                     .map_err(Error::Authorization);
                 let _ = reply.send(request);
                 self.drain().await;
             }
             Command::CompleteAuthorization { callback, reply } => {
-                match self.flow.complete_authorization(Instant::now(), &callback) {
+                match self
+                    .flow
+                    .complete_authorization(self.clock.now(), &callback)
+                {
                     Ok(()) => {
                         self.prune();
                         self.login_waiters.push(reply);
@@ -1011,7 +1021,7 @@ impl Driver {
                 self.drain().await;
             }
             Command::DeviceLogin { code, reply } => {
-                match self.flow.start_device_authorization(Instant::now()) {
+                match self.flow.start_device_authorization(self.clock.now()) {
                     Ok(()) => {
                         self.prune();
                         self.login_waiters.push(reply);
@@ -1026,7 +1036,7 @@ impl Driver {
             Command::Logout(reply) => {
                 self.logout_report = LogoutReport::default();
                 self.logout_failure = None;
-                self.flow.logout(Instant::now());
+                self.flow.logout(self.clock.now());
                 self.login_reason = None;
                 self.set_cache(None);
                 for waiter in self.bearer_waiters.drain(..) {
@@ -1050,7 +1060,7 @@ impl Driver {
     /// Asks the flow for a token for `reply`: answers at once, or queues it until the flow
     /// has news.
     async fn answer_access(&mut self, reply: oneshot::Sender<Result<Bearer, Error>>) {
-        match self.flow.access(Instant::now()) {
+        match self.flow.access(self.clock.now()) {
             Access::Ready(bearer) => {
                 self.cache_bearer(&bearer);
                 let _ = reply.send(Ok(bearer));
@@ -1105,7 +1115,7 @@ impl Driver {
             Ok(response) => Input::Response { id, response },
             Err(error) => Input::Failed { id, error },
         };
-        self.flow.handle_input(Instant::now(), input);
+        self.flow.handle_input(self.clock.now(), input);
         self.drain().await;
     }
 
@@ -1114,7 +1124,7 @@ impl Driver {
         for _ in 0..DRAIN_BOUND {
             match self.flow.poll_output() {
                 Output::Idle { until } => {
-                    self.wake = until;
+                    self.wake = until.map(|until| self.clock.instant(until));
                     self.settle_logouts();
                     return;
                 }
@@ -1122,15 +1132,15 @@ impl Driver {
                     let transport = Arc::clone(&self.transport);
                     let max_body = self.max_body;
                     let id = request.id;
+                    let deadline = self.clock.instant(request.deadline);
                     let task = self.tasks.spawn(async move {
-                        let sent = transport(request.request, request.deadline, max_body);
-                        let result =
-                            match ::tokio::time::timeout_at(request.deadline.into(), sent).await {
-                                Ok(result) => result,
-                                Err(_) => {
-                                    Err(TransportError::timed_out("no answer before the deadline"))
-                                }
-                            };
+                        let sent = transport(request.request, deadline, max_body);
+                        let result = match ::tokio::time::timeout_at(deadline.into(), sent).await {
+                            Ok(result) => result,
+                            Err(_) => {
+                                Err(TransportError::timed_out("no answer before the deadline"))
+                            }
+                        };
                         (id, result)
                     });
                     self.task_requests.insert(task.id(), id);
@@ -1145,7 +1155,7 @@ impl Driver {
     async fn on_event(&mut self, event: Event) {
         match event {
             Event::TokensUpdated(stored) => {
-                self.expires_at = access_expiry(&self.anchor, &stored);
+                self.expires_at = access_expiry(&self.clock, &self.anchor, &stored);
                 let store = Arc::clone(&self.store);
                 // The flow releases the new token at the next poll: the save must be done by
                 // then, so the drain waits for it.
@@ -1165,7 +1175,7 @@ impl Driver {
                 }
             }
             Event::AccessReady { .. } => {
-                let Access::Ready(bearer) = self.flow.access(Instant::now()) else {
+                let Access::Ready(bearer) = self.flow.access(self.clock.now()) else {
                     return;
                 };
                 self.login_reason = None;
@@ -1234,7 +1244,7 @@ impl Driver {
                 .ok()
                 .flatten();
             if let Some(credentials) = given {
-                self.flow.login(Instant::now(), credentials);
+                self.flow.login(self.clock.now(), credentials);
                 return;
             }
         }

@@ -1,9 +1,10 @@
 //! One token request and its retries.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::grant::{GrantKind, TokenGrant};
 use crate::output::RequestId;
+use crate::time::Timestamp;
 
 /// Why a token request is being made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,25 +53,25 @@ pub(crate) enum Call {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DevicePoll {
     pub(crate) interval: Duration,
-    pub(crate) expires_at: Instant,
+    pub(crate) expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AttemptState {
     /// Sent as `id`; given up at `deadline`.
-    InFlight { id: RequestId, deadline: Instant },
+    InFlight { id: RequestId, deadline: Timestamp },
     /// Waiting to be sent again at `until`.
-    BackingOff { until: Instant },
+    BackingOff { until: Timestamp },
     /// With a shared store: the renewal lease was asked for; without an answer by `deadline`
     /// the store counts as unreachable.
-    AwaitingLease { deadline: Instant },
+    AwaitingLease { deadline: Timestamp },
     /// With a shared store: another replica holds the lease; the flow waits for the store to
     /// change, and asks again at `until`.
-    WaitingForStore { until: Instant },
+    WaitingForStore { until: Timestamp },
 }
 
 impl Attempt {
-    pub(crate) fn new(call: Call, purpose: Purpose, now: Instant) -> Attempt {
+    pub(crate) fn new(call: Call, purpose: Purpose, now: Timestamp) -> Attempt {
         Attempt {
             call,
             purpose,
@@ -106,7 +107,7 @@ impl Attempt {
     }
 
     /// When the attempt next needs the flow's attention.
-    pub(crate) fn wake_at(&self) -> Instant {
+    pub(crate) fn wake_at(&self) -> Timestamp {
         match self.state {
             AttemptState::InFlight { deadline, .. } | AttemptState::AwaitingLease { deadline } => {
                 deadline

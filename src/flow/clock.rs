@@ -1,20 +1,18 @@
 //! The flow's view of time: never backwards, and convertible to wall-clock time.
 
-use std::time::Instant;
-
-use crate::time::{ClockAnchor, UnixTime};
+use crate::time::{ClockAnchor, Timestamp, UnixTime};
 
 /// Monotonic time as the host reports it. A host whose clock source steps back (or that
-/// passes instants out of order from several threads) cannot make deadlines move backwards:
-/// an earlier instant than one already seen is read as the latest seen.
+/// passes timestamps out of order from several threads) cannot make deadlines move backwards:
+/// a timestamp earlier than one already seen is read as the latest seen.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     anchor: ClockAnchor,
-    latest: Instant,
+    latest: Timestamp,
 }
 
 impl Clock {
-    pub(crate) fn new(now: Instant, wall: UnixTime) -> Self {
+    pub(crate) fn new(now: Timestamp, wall: UnixTime) -> Self {
         Clock {
             anchor: ClockAnchor::new(now, wall),
             latest: now,
@@ -23,25 +21,26 @@ impl Clock {
 
     /// Records `now` and returns the time to act on.
     #[inline]
-    pub(crate) fn observe(&mut self, now: Instant) -> Instant {
+    pub(crate) fn observe(&mut self, now: Timestamp) -> Timestamp {
         if now > self.latest {
             self.latest = now;
         }
         self.latest
     }
 
-    /// The latest instant seen.
-    pub(crate) fn now(&self) -> Instant {
+    /// The latest timestamp seen.
+    pub(crate) fn now(&self) -> Timestamp {
         self.latest
     }
 
-    /// Wall-clock time at `instant`.
-    pub(crate) fn wall_at(&self, instant: Instant) -> UnixTime {
-        self.anchor.wall_at(instant)
+    /// Wall-clock time at `at`.
+    pub(crate) fn wall_at(&self, at: Timestamp) -> UnixTime {
+        self.anchor.wall_at(at)
     }
 
-    /// The instant of wall-clock time `wall`, saturating at the instants representable.
-    pub(crate) fn instant_at(&self, wall: UnixTime) -> Option<Instant> {
-        self.anchor.instant_at(wall)
+    /// The timestamp of wall-clock time `wall`, or `None` when the host's clock cannot
+    /// represent it (before its origin, or too far ahead).
+    pub(crate) fn timestamp_at(&self, wall: UnixTime) -> Option<Timestamp> {
+        self.anchor.timestamp_at(wall)
     }
 }

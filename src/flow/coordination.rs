@@ -1,7 +1,7 @@
 //! Renewals coordinated with other replicas through a shared token store: the flow's side of
 //! the protocol stated in [`crate::shared`].
 
-use std::time::Instant;
+use crate::time::Timestamp;
 
 use crate::error::FailureCause;
 use crate::output::{Event, Generation};
@@ -15,7 +15,7 @@ use super::{Queued, TokenFlow};
 impl TokenFlow {
     /// What the host reports about the shared store. Without a shared store configured,
     /// nothing.
-    pub(super) fn on_store_report(&mut self, now: Instant, report: StoreReport) {
+    pub(super) fn on_store_report(&mut self, now: Timestamp, report: StoreReport) {
         if !self.config.shared_store {
             return;
         }
@@ -41,7 +41,7 @@ impl TokenFlow {
     }
 
     /// Asks the host for the renewal lease for the attempt under way.
-    pub(super) fn request_lease(&mut self, now: Instant) {
+    pub(super) fn request_lease(&mut self, now: Timestamp) {
         let deadline = now.checked_add(self.config.request_timeout).unwrap_or(now);
         let Some(attempt) = self.attempt.as_mut() else {
             return;
@@ -52,7 +52,7 @@ impl TokenFlow {
     }
 
     /// The lease could not be had: retried with backoff, like a request that failed.
-    pub(super) fn on_store_unavailable(&mut self, now: Instant) {
+    pub(super) fn on_store_unavailable(&mut self, now: Timestamp) {
         if self.awaiting_lease() {
             self.retry_or_fail(now, FailureCause::SharedStoreUnavailable, None);
         }
@@ -70,7 +70,7 @@ impl TokenFlow {
             .is_some_and(|a| matches!(a.state, AttemptState::WaitingForStore { .. }))
     }
 
-    fn on_lease_granted(&mut self, now: Instant, snapshot: SharedSnapshot) {
+    fn on_lease_granted(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
         if !self.awaiting_lease() {
             // A lease the flow no longer needs (its renewal ended) is handed back at once;
             // one it already holds (an answer repeated) is kept.
@@ -110,7 +110,7 @@ impl TokenFlow {
         }
     }
 
-    fn on_lease_busy(&mut self, now: Instant, snapshot: SharedSnapshot) {
+    fn on_lease_busy(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
         if self.adopt_if_newer(now, snapshot) || !self.awaiting_lease() {
             return;
         }
@@ -120,7 +120,7 @@ impl TokenFlow {
         }
     }
 
-    fn on_lease_lost(&mut self, now: Instant) {
+    fn on_lease_lost(&mut self, now: Timestamp) {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
@@ -144,7 +144,7 @@ impl TokenFlow {
 
     /// Adopts `snapshot` if it is newer than the tokens held (an older one may hold a refresh
     /// token already spent here); true if it was adopted.
-    fn adopt_if_newer(&mut self, now: Instant, snapshot: SharedSnapshot) -> bool {
+    fn adopt_if_newer(&mut self, now: Timestamp, snapshot: SharedSnapshot) -> bool {
         if snapshot.version > self.store_version {
             self.adopt(now, snapshot);
             return true;
@@ -160,7 +160,7 @@ impl TokenFlow {
 
     /// Takes the store's tokens in place of the flow's. A renewal under way was for the old
     /// tokens and ends; callers still waiting get a renewal of the new ones if they need it.
-    fn adopt(&mut self, now: Instant, snapshot: SharedSnapshot) {
+    fn adopt(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
         self.install_snapshot(now, snapshot);
         let renewing = self
             .attempt
@@ -181,7 +181,7 @@ impl TokenFlow {
 
     /// Holds the snapshot's tokens, at its version, and releases a usable access token at
     /// once: they are stored already.
-    fn install_snapshot(&mut self, now: Instant, snapshot: SharedSnapshot) {
+    fn install_snapshot(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
         self.store_version = snapshot.version;
         self.epoch += 1;
         self.unreleased = false;

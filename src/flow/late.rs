@@ -56,7 +56,7 @@ impl super::TokenFlow {
     /// refused harmlessly.
     pub(super) fn on_late_answer(
         &mut self,
-        now: std::time::Instant,
+        now: crate::time::Timestamp,
         id: RequestId,
         response: http::Response<Vec<u8>>,
     ) {

@@ -4,13 +4,14 @@ mod attempt;
 mod backoff;
 mod clock;
 mod coordination;
+mod info;
 mod late;
 mod revocation;
 mod secrets;
 mod tokens;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -32,7 +33,7 @@ use crate::revocation::TokenTypeHint;
 use crate::secret::SecretString;
 use crate::seed::Seed;
 use crate::shared::{StoreRequest, StoreVersion};
-use crate::time::UnixTime;
+use crate::time::{Timestamp, UnixTime};
 use crate::token::{
     ErrorCode, ResponseError, RestoreError, StoredTokens, parse_token_response_to,
     salvage_refresh_token,
@@ -45,6 +46,8 @@ use late::LateAnswers;
 use revocation::{Emit, Revocations};
 use secrets::Held;
 use tokens::{HeldRefresh, TokenSet};
+
+pub use info::{AccessTokenInfo, RefreshTokenInfo, TokenInfo};
 
 /// Keeps an OAuth 2.0 client holding a valid access token, without doing any IO.
 ///
@@ -73,7 +76,7 @@ pub struct TokenFlow {
     /// Without it a renewal point already passed would start the next attempt at once, and a
     /// server that keeps failing would be asked again and again without pause (in a tight
     /// loop when it fails without retries, e.g. with a 4xx or an unusable 200).
-    renewal_hold: Option<Instant>,
+    renewal_hold: Option<Timestamp>,
     queue: VecDeque<Queued>,
     next_request: u64,
     /// The authorization-code login waiting for its callback, if any.
@@ -115,7 +118,7 @@ impl TokenFlow {
     /// A flow with no tokens yet. `seed` keys the flow's random generator (retry jitter, PKCE,
     /// `state`): 32 bytes from the OS in production, [`Seed::from_u64`] in tests. `now` and
     /// `wall` are one reading of the monotonic and wall clocks.
-    pub fn new(config: Config, seed: impl Into<Seed>, now: Instant, wall: UnixTime) -> TokenFlow {
+    pub fn new(config: Config, seed: impl Into<Seed>, now: Timestamp, wall: UnixTime) -> TokenFlow {
         TokenFlow {
             config,
             clock: Clock::new(now, wall),
@@ -143,7 +146,7 @@ impl TokenFlow {
         config: Config,
         stored: StoredTokens,
         seed: impl Into<Seed>,
-        now: Instant,
+        now: Timestamp,
         wall: UnixTime,
     ) -> Result<TokenFlow, RestoreError> {
         stored.validate()?;
@@ -164,7 +167,7 @@ impl TokenFlow {
 
     /// Logs in with `credentials`, replacing any login or renewal under way. The current
     /// tokens stay usable until the new ones arrive.
-    pub fn login(&mut self, now: Instant, credentials: Credentials) {
+    pub fn login(&mut self, now: Timestamp, credentials: Credentials) {
         let now = self.tick(now);
         self.abandon_attempt();
         self.login_required = None;
@@ -183,7 +186,7 @@ impl TokenFlow {
     /// pending one. Needs an authorization endpoint and a redirect URI in the configuration.
     pub fn start_authorization(
         &mut self,
-        now: Instant,
+        now: Timestamp,
     ) -> Result<AuthorizationRequest, AuthorizationError> {
         self.tick(now);
         let redirect_uri = self
@@ -219,7 +222,7 @@ impl TokenFlow {
     /// then exchanges the code; the outcome arrives as events like any login.
     pub fn complete_authorization(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         callback: &str,
     ) -> Result<(), AuthorizationError> {
         let now = self.tick(now);
@@ -249,7 +252,7 @@ impl TokenFlow {
     /// Starts a device login (RFC 8628): asks the device authorization endpoint for a user
     /// code, emits [`Event::DeviceAuthorization`] for the application to show, then polls the
     /// token endpoint at the interval the server asks, adding 5 s after each `slow_down`.
-    pub fn start_device_authorization(&mut self, now: Instant) -> Result<(), AuthorizationError> {
+    pub fn start_device_authorization(&mut self, now: Timestamp) -> Result<(), AuthorizationError> {
         let now = self.tick(now);
         if self.config.device_authorization_endpoint.is_none() {
             return Err(AuthorizationError::NotConfigured(
@@ -267,7 +270,7 @@ impl TokenFlow {
     ///
     /// Cheap when a token is ready: no allocation, a reference-count increment.
     #[inline]
-    pub fn access(&mut self, now: Instant) -> Access {
+    pub fn access(&mut self, now: Timestamp) -> Access {
         let now = self.tick(now);
         if let Some(bearer) = self.bearer(now) {
             return Access::Ready(bearer);
@@ -294,7 +297,7 @@ impl TokenFlow {
     /// revocation endpoint configured, the refresh token and then the access token are revoked
     /// (RFC 7009), each confirmed by [`Event::Revoked`] or reported by
     /// [`Event::RevocationFailed`].
-    pub fn logout(&mut self, now: Instant) {
+    pub fn logout(&mut self, now: Timestamp) {
         let now = self.tick(now);
         self.abandon_attempt();
         self.authorization = None;
@@ -321,7 +324,7 @@ impl TokenFlow {
 
     /// Feeds something that happened: a response, a transport failure, an API's 401, or the
     /// passing of time.
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) {
         let now = self.tick(now);
         match input {
             Input::Response { id, response } if self.revocations.is_current(id) => {
@@ -408,6 +411,14 @@ impl TokenFlow {
         self.tokens.as_ref().map(TokenSet::to_stored)
     }
 
+    /// What the flow holds, without a secret: the access token's expiry and generation, the
+    /// granted scope, whether a refresh token and an ID token are held (and when the refresh
+    /// token expires), and the provider's extra fields. `None` when no tokens are held.
+    pub fn token_info(&self) -> Option<TokenInfo> {
+        let tokens = self.tokens.as_ref()?;
+        Some(TokenInfo::of(tokens, Generation(self.generation)))
+    }
+
     /// The generation of the current access token, if one is held.
     pub fn generation(&self) -> Option<Generation> {
         self.tokens
@@ -432,7 +443,7 @@ impl TokenFlow {
     /// Records `now`, then does what time demands: gives up on a request past its deadline,
     /// sends a retry whose backoff ended, starts a proactive renewal.
     #[inline]
-    fn tick(&mut self, now: Instant) -> Instant {
+    fn tick(&mut self, now: Timestamp) -> Timestamp {
         let now = self.clock.observe(now);
         if let Some(attempt) = &self.attempt {
             match attempt.state {
@@ -464,7 +475,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn tick_revocations(&mut self, now: Instant) {
+    fn tick_revocations(&mut self, now: Timestamp) {
         // Nearly always idle: keep `access()` from paying for a call into it.
         if self.revocations.is_idle() {
             return;
@@ -480,7 +491,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn bearer(&self, now: Instant) -> Option<Bearer> {
+    fn bearer(&self, now: Timestamp) -> Option<Bearer> {
         if self.unreleased {
             return None;
         }
@@ -493,7 +504,7 @@ impl TokenFlow {
 
     /// When renewing ahead of expiry is due: a usable, released token whose renewal point is
     /// reached, and a way to renew it.
-    fn renew_at(&self) -> Option<Instant> {
+    fn renew_at(&self) -> Option<Timestamp> {
         if !self.config.proactive_refresh || self.unreleased || self.attempt.is_some() {
             return None;
         }
@@ -509,7 +520,7 @@ impl TokenFlow {
     }
 
     #[inline]
-    fn proactive_renewal_due(&self, now: Instant) -> bool {
+    fn proactive_renewal_due(&self, now: Timestamp) -> bool {
         // This runs on every call: compare instants before looking at how renewal would go.
         let reached = self
             .tokens
@@ -519,7 +530,7 @@ impl TokenFlow {
         reached && self.renew_at().is_some_and(|at| now >= at)
     }
 
-    fn wake_at(&self) -> Option<Instant> {
+    fn wake_at(&self) -> Option<Timestamp> {
         let own = match &self.attempt {
             Some(attempt) => Some(attempt.wake_at()),
             None => self.renew_at(),
@@ -574,14 +585,14 @@ impl TokenFlow {
         }
     }
 
-    fn begin(&mut self, now: Instant, call: Call, purpose: Purpose) {
+    fn begin(&mut self, now: Timestamp, call: Call, purpose: Purpose) {
         self.attempt = Some(Attempt::new(call, purpose, now));
         self.send(now);
     }
 
     /// Sends (again) the attempt's request under a fresh id. A renewal with a shared store
     /// first asks for the lease; a refresh token is presented only as the reuse rule allows.
-    fn send(&mut self, now: Instant) {
+    fn send(&mut self, now: Timestamp) {
         let Some(attempt) = self.attempt.as_ref() else {
             return;
         };
@@ -726,7 +737,7 @@ impl TokenFlow {
         self.request_in_flight() == Some(id)
     }
 
-    fn on_response(&mut self, now: Instant, id: RequestId, response: http::Response<Vec<u8>>) {
+    fn on_response(&mut self, now: Timestamp, id: RequestId, response: http::Response<Vec<u8>>) {
         if !self.is_current(id) {
             return;
         }
@@ -773,7 +784,7 @@ impl TokenFlow {
         }
     }
 
-    fn apply(&mut self, now: Instant, grant: GrantKind, response: crate::token::TokenResponse) {
+    fn apply(&mut self, now: Timestamp, grant: GrantKind, response: crate::token::TokenResponse) {
         if !self.install_response(now, grant, response) {
             // Unreachable in practice (the parser only accepts sendable tokens and lifetimes
             // are clamped), but a token that cannot become a header must not replace good ones:
@@ -795,7 +806,7 @@ impl TokenFlow {
     /// false (and nothing changed) when they cannot be held.
     fn install_response(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         grant: GrantKind,
         response: crate::token::TokenResponse,
     ) -> bool {
@@ -845,7 +856,7 @@ impl TokenFlow {
     }
 
     /// The device authorization answer: show the user code, then start polling.
-    fn on_device_authorization(&mut self, now: Instant, response: http::Response<Vec<u8>>) {
+    fn on_device_authorization(&mut self, now: Timestamp, response: http::Response<Vec<u8>>) {
         let (parts, body) = response.into_parts();
         match parse_device_response(
             parts.status,
@@ -875,7 +886,7 @@ impl TokenFlow {
     }
 
     /// Schedules the next device-code poll, or ends the login when the code will have expired.
-    fn poll_again(&mut self, now: Instant, poll: DevicePoll) {
+    fn poll_again(&mut self, now: Timestamp, poll: DevicePoll) {
         let next = now.checked_add(poll.interval).unwrap_or(poll.expires_at);
         if next >= poll.expires_at {
             self.fail(now, FailureCause::DeviceCodeExpired);
@@ -889,7 +900,7 @@ impl TokenFlow {
 
     fn on_error_response(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         grant: GrantKind,
         error: ResponseError,
         headers: &http::HeaderMap,
@@ -946,7 +957,7 @@ impl TokenFlow {
         }
     }
 
-    fn on_transport_failure(&mut self, now: Instant, error: TransportError) {
+    fn on_transport_failure(&mut self, now: Timestamp, error: TransportError) {
         let Some(attempt) = self.attempt.as_mut() else {
             return;
         };
@@ -992,7 +1003,7 @@ impl TokenFlow {
     /// The tokens stay: a late answer may still bring their successor.
     fn give_up_refresh(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         cause: Option<FailureCause>,
         reason: LoginRequiredReason,
     ) {
@@ -1005,7 +1016,12 @@ impl TokenFlow {
         self.require_login(reason);
     }
 
-    fn retry_or_fail(&mut self, now: Instant, cause: FailureCause, retry_after: Option<Duration>) {
+    fn retry_or_fail(
+        &mut self,
+        now: Timestamp,
+        cause: FailureCause,
+        retry_after: Option<Duration>,
+    ) {
         let policy = self.config.retry;
         let Some(attempt) = self.attempt.as_mut() else {
             return;
@@ -1029,7 +1045,7 @@ impl TokenFlow {
 
     /// Ends the attempt with an error. Callers waiting on a renewal that can no longer happen
     /// are told a login is needed.
-    fn fail(&mut self, now: Instant, cause: FailureCause) {
+    fn fail(&mut self, now: Timestamp, cause: FailureCause) {
         let Some(attempt) = self.end_attempt() else {
             return;
         };
@@ -1056,7 +1072,7 @@ impl TokenFlow {
 
     fn on_unauthorized(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         generation: Generation,
         www_authenticate: &[http::HeaderValue],
     ) {
@@ -1133,7 +1149,7 @@ mod tests {
 
     const LIFETIME: u64 = 600;
 
-    fn flow(max_retries: u32) -> (TokenFlow, Instant) {
+    fn flow(max_retries: u32) -> (TokenFlow, Timestamp) {
         let config = Config::builder("https://id.example/token", "app")
             .client_secret("secret")
             .retry(crate::config::RetryPolicy {
@@ -1142,7 +1158,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        let now = Instant::now();
+        let now = Timestamp::from_secs(86_400);
         (
             TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000)),
             now,
@@ -1159,7 +1175,7 @@ mod tests {
 
     /// Drains the flow; returns the ids of the requests it sent, the number of failures, and
     /// when it wants to be woken.
-    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, usize, Option<Instant>) {
+    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, usize, Option<Timestamp>) {
         let (mut sent, mut failed) = (Vec::new(), 0);
         for _ in 0..64 {
             match flow.poll_output() {
@@ -1172,7 +1188,7 @@ mod tests {
         panic!("no Idle");
     }
 
-    fn logged_in(max_retries: u32) -> (TokenFlow, Instant) {
+    fn logged_in(max_retries: u32) -> (TokenFlow, Timestamp) {
         let (mut flow, now) = flow(max_retries);
         flow.login(now, Credentials::password("joe", "pw"));
         let (sent, _, _) = drain(&mut flow);
@@ -1197,7 +1213,7 @@ mod tests {
     /// again and again.
     fn run(
         flow: &mut TokenFlow,
-        mut now: Instant,
+        mut now: Timestamp,
         total: Duration,
         status: u16,
         body: &str,
@@ -1277,5 +1293,28 @@ mod tests {
         );
         drain(&mut flow);
         assert!(matches!(flow.access(now), Access::Ready(_)));
+    }
+
+    #[test]
+    fn a_restored_token_inside_its_margin_is_renewed_at_once_wherever_the_clock_starts() {
+        // Issued an hour ago, expiring in 10 s: the renewal point (30 s before expiry) has
+        // passed. A host clock may read zero when the flow is restored (the adapters' does),
+        // which puts that point before its origin: passed all the same.
+        let stored = StoredTokens::from_json(
+            br#"{"version":1,"grant":"password","access_token":"AT1","expires_at":1700000010000,
+                "refresh_token":"RT1","issued_at":1699996410000}"#,
+        )
+        .unwrap();
+        for start in [Timestamp::ORIGIN, Timestamp::from_secs(86_400)] {
+            let config = Config::builder("https://id.example/token", "app")
+                .client_secret("secret")
+                .build()
+                .unwrap();
+            let wall = UnixTime::from_secs(1_700_000_000);
+            let mut flow = TokenFlow::restore(config, stored.clone(), 1, start, wall).unwrap();
+            flow.handle_input(start, Input::Timeout);
+            let (sent, _, _) = drain(&mut flow);
+            assert_eq!(sent.len(), 1, "a renewal at once from {start:?}");
+        }
     }
 }

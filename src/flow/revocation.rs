@@ -1,7 +1,7 @@
 //! Revoking tokens at logout (RFC 7009), one request at a time, refresh token first.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -14,7 +14,7 @@ use crate::refused_redirect::{Endpoint, RefusedRedirect};
 use crate::retry_after::parse_retry_after;
 use crate::revocation::{TokenTypeHint, revocation_request};
 use crate::secret::SecretString;
-use crate::time::UnixTime;
+use crate::time::{Timestamp, UnixTime};
 use crate::token::{ResponseError, parse_token_response_to};
 
 use super::backoff::{Rng, backoff};
@@ -40,8 +40,8 @@ struct Active {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    InFlight { id: RequestId, deadline: Instant },
-    BackingOff { until: Instant },
+    InFlight { id: RequestId, deadline: Timestamp },
+    BackingOff { until: Timestamp },
 }
 
 /// What the revocations ask the flow to emit.
@@ -82,7 +82,7 @@ impl Revocations {
         self.active.is_some() || !self.waiting.is_empty()
     }
 
-    pub(crate) fn wake_at(&self) -> Option<Instant> {
+    pub(crate) fn wake_at(&self) -> Option<Timestamp> {
         self.active.as_ref().map(|active| match active.state {
             State::InFlight { deadline, .. } => deadline,
             State::BackingOff { until } => until,
@@ -92,7 +92,7 @@ impl Revocations {
     /// Does what time demands, and starts the next revocation when none is under way.
     pub(crate) fn tick(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         config: &Config,
         next_id: &mut u64,
         rng: &mut Rng,
@@ -134,7 +134,7 @@ impl Revocations {
 
     fn send(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         config: &Config,
         next_id: &mut u64,
         emit: &mut dyn FnMut(Emit),
@@ -164,7 +164,7 @@ impl Revocations {
     /// secrets (and its configuration), to be scrubbed from an error's text with these.
     pub(crate) fn on_response(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         wall: UnixTime,
         held: &Held<'_>,
         rng: &mut Rng,
@@ -223,7 +223,7 @@ impl Revocations {
 
     pub(crate) fn on_failure(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         config: &Config,
         rng: &mut Rng,
         error: TransportError,
@@ -235,7 +235,7 @@ impl Revocations {
 
     fn retry_or_give_up(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         config: &Config,
         rng: &mut Rng,
         cause: FailureCause,

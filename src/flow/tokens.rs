@@ -1,6 +1,6 @@
 //! The tokens the flow holds, with their deadlines on the monotonic clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -9,7 +9,7 @@ use crate::grant::GrantKind;
 use crate::reuse::Unanswered;
 use crate::scope::Scope;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
-use crate::time::UnixTime;
+use crate::time::{Timestamp, UnixTime};
 use crate::token::STORED_TOKENS_VERSION;
 use crate::token::{StoredTokens, TokenResponse};
 
@@ -36,10 +36,10 @@ pub(crate) struct HeldAccess {
     pub(crate) token: AccessToken,
     /// `Bearer <token>`, built once so that handing it out costs a reference count.
     pub(crate) bearer: HeaderValue,
-    pub(crate) expires_at: Instant,
+    pub(crate) expires_at: Timestamp,
     pub(crate) expires_at_wall: UnixTime,
     /// When proactive renewal starts: expiry minus the (capped) margin.
-    pub(crate) renew_at: Instant,
+    pub(crate) renew_at: Timestamp,
     /// An API refused this token (401): it is not handed out again.
     pub(crate) refused: bool,
 }
@@ -59,7 +59,7 @@ impl HeldAccess {
     pub(crate) fn new(
         config: &Config,
         token: AccessToken,
-        now: Instant,
+        now: Timestamp,
         received_wall: UnixTime,
         lifetime: Duration,
     ) -> Option<HeldAccess> {
@@ -82,7 +82,7 @@ impl HeldAccess {
     }
 
     #[inline]
-    pub(crate) fn is_usable(&self, now: Instant) -> bool {
+    pub(crate) fn is_usable(&self, now: Timestamp) -> bool {
         !self.refused && now < self.expires_at
     }
 }
@@ -114,7 +114,7 @@ impl TokenSet {
         held: &'h mut Option<TokenSet>,
         config: &Config,
         clock: &Clock,
-        now: Instant,
+        now: Timestamp,
         grant: GrantKind,
         response: TokenResponse,
     ) -> Option<&'h TokenSet> {
@@ -165,7 +165,7 @@ impl TokenSet {
     pub(crate) fn from_stored(
         config: &Config,
         clock: &Clock,
-        now: Instant,
+        now: Timestamp,
         stored: StoredTokens,
     ) -> Option<TokenSet> {
         let access = match stored.access_token {
@@ -174,17 +174,19 @@ impl TokenSet {
                     .expires_at
                     .unwrap_or_else(|| stored.issued_at.saturating_add(config.assumed_lifetime));
                 let lifetime = expires_wall.saturating_duration_since(stored.issued_at);
-                // A wall time too far away for an `Instant` is, in practice, never or already.
-                let expires_at = clock.instant_at(expires_wall).unwrap_or(
+                // A wall time the host clock cannot represent is, in practice, never or already.
+                let expires_at = clock.timestamp_at(expires_wall).unwrap_or(
                     if expires_wall > clock.wall_at(now) {
                         now.checked_add(crate::token::MAX_LIFETIME).unwrap_or(now)
                     } else {
                         now
                     },
                 );
+                // A renewal point before the host clock's origin (a clock that starts at zero
+                // when the flow is restored) has passed, like any other before now.
                 let renew_at = expires_at
                     .checked_sub(config.margin_for(lifetime))
-                    .unwrap_or(expires_at);
+                    .unwrap_or(Timestamp::ORIGIN);
                 Some(HeldAccess {
                     bearer: bearer_header(&token)?,
                     token,
@@ -251,7 +253,7 @@ mod tests {
         let config = Config::builder("https://id.example/token", "client")
             .build()
             .unwrap();
-        let now = Instant::now();
+        let now = Timestamp::from_secs(86_400);
         let clock = Clock::new(now, UnixTime::from_secs(1_700_000_000));
         let mut held = None;
         let build = |response, held: &mut Option<TokenSet>| {

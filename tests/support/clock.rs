@@ -1,15 +1,21 @@
 //! A virtual clock for tests: monotonic and wall time that move only when told to.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokenflow::Timestamp;
 
 /// Wall-clock milliseconds since the Unix epoch at offset zero.
 pub const WALL_BASE_MS: u64 = 1_700_000_000_000;
 
-/// Monotonic time (`Instant`) and wall time (epoch milliseconds) that advance together, only
-/// when the test says so.
+/// The monotonic time at offset zero: a day after the host clock's origin, as a clock counting
+/// from boot would read, so that nothing relies on the origin being zero.
+pub const MONOTONIC_BASE: Timestamp = Timestamp::from_secs(86_400);
+
+/// Monotonic time (a [`Timestamp`]) and wall time (epoch milliseconds) that advance together,
+/// only when the test says so.
 #[derive(Debug, Clone, Copy)]
 pub struct VirtualClock {
-    base: Instant,
+    base: Timestamp,
     offset: Duration,
     wall_base_ms: u64,
 }
@@ -21,17 +27,17 @@ impl Default for VirtualClock {
 }
 
 impl VirtualClock {
-    /// A clock at offset zero; reads `Instant::now()` once, for its base.
+    /// A clock at offset zero, at [`MONOTONIC_BASE`] and [`WALL_BASE_MS`].
     pub fn new() -> Self {
         VirtualClock {
-            base: Instant::now(),
+            base: MONOTONIC_BASE,
             offset: Duration::ZERO,
             wall_base_ms: WALL_BASE_MS,
         }
     }
 
-    /// The current virtual instant.
-    pub fn now(&self) -> Instant {
+    /// The current virtual monotonic time.
+    pub fn now(&self) -> Timestamp {
         self.base + self.offset
     }
 

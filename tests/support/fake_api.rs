@@ -1,9 +1,8 @@
 //! A deterministic protected resource that accepts the tokens of a [`FakeAuthServer`].
 
-use std::time::Instant;
-
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::json;
+use tokenflow::Timestamp;
 
 use super::fake_auth::FakeAuthServer;
 
@@ -31,7 +30,7 @@ impl FakeApi {
     /// with `Bearer realm="api"` when no bearer token was sent.
     pub fn handle(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         server: &FakeAuthServer,
         request: &Request<Vec<u8>>,
     ) -> Response<Vec<u8>> {

@@ -1,19 +1,20 @@
 //! A deterministic OAuth 2.0 authorization server (token endpoint only) for tests.
 //!
 //! The server is pure: it never opens a socket, reads a clock or draws a random number. Time is
-//! handed in as an [`Instant`] with every request, and tokens are derived from counters
+//! handed in as a [`Timestamp`] with every request, and tokens are derived from counters
 //! (`AT.secret.1`, `RT.secret.1`, ...) so that a test can search logs and `Debug` output for them.
 //!
 //! It follows RFC 6749 strictly unless its [`ServerConfig`] asks for one of the quirks of the
 //! providers in `/work/shared/providers`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use serde_json::{Value, json};
+use tokenflow::Timestamp;
 
 /// Epoch milliseconds reported by the gateway style at the server's creation instant (the
 /// `refresh_token_issued_at` of the 002 provider's sample response).
@@ -202,7 +203,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     /// When it arrived.
-    pub at: Instant,
+    pub at: Timestamp,
     /// Its method.
     pub method: http::Method,
     /// Its URI.
@@ -231,7 +232,7 @@ struct Client {
 #[derive(Debug, Clone)]
 struct AccessToken {
     grant: u64,
-    expires_at: Instant,
+    expires_at: Timestamp,
     revoked: bool,
 }
 
@@ -247,11 +248,11 @@ struct RefreshToken {
     grant: u64,
     client_id: String,
     scope: Vec<String>,
-    issued_at: Instant,
-    expires_at: Option<Instant>,
+    issued_at: Timestamp,
+    expires_at: Option<Timestamp>,
     state: RefreshState,
     /// When it was superseded by a successor.
-    superseded_at: Option<Instant>,
+    superseded_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -280,7 +281,7 @@ impl OAuthError {
 struct Issued {
     access_token: String,
     scope: Vec<String>,
-    refresh: Option<(String, Instant)>,
+    refresh: Option<(String, Timestamp)>,
     refresh_count: u64,
 }
 
@@ -288,7 +289,7 @@ struct Issued {
 #[derive(Debug)]
 pub struct FakeAuthServer {
     config: ServerConfig,
-    created_at: Option<Instant>,
+    created_at: Option<Timestamp>,
     /// The wall time at `created_at`, in epoch milliseconds, and the unit the gateway style
     /// writes it in.
     epoch_base_ms: u64,
@@ -360,7 +361,7 @@ impl FakeAuthServer {
     }
 
     /// A server created at `now` (the base of the gateway style's epoch milliseconds).
-    pub fn new_at(config: ServerConfig, now: Instant) -> Self {
+    pub fn new_at(config: ServerConfig, now: Timestamp) -> Self {
         let mut server = Self::new(config);
         server.created_at = Some(now);
         server
@@ -415,7 +416,7 @@ impl FakeAuthServer {
     }
 
     /// Whether `token` is an access token that is issued, unexpired at `now` and not revoked.
-    pub fn is_access_token_valid(&self, token: &str, now: Instant) -> bool {
+    pub fn is_access_token_valid(&self, token: &str, now: Timestamp) -> bool {
         self.access_tokens
             .get(token)
             .is_some_and(|t| !t.revoked && now < t.expires_at)
@@ -450,7 +451,7 @@ impl FakeAuthServer {
     ///
     /// # Panics
     /// When the next fault is [`Fault::ApplyThenLose`]: use [`Self::handle_with_faults`].
-    pub fn handle(&mut self, now: Instant, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    pub fn handle(&mut self, now: Timestamp, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
         match self.handle_with_faults(now, request) {
             Reply::Respond(response) => response,
             Reply::Lost => panic!(
@@ -460,7 +461,7 @@ impl FakeAuthServer {
     }
 
     /// Handles one token-endpoint request at `now`, consuming the next queued fault if any.
-    pub fn handle_with_faults(&mut self, now: Instant, request: &Request<Vec<u8>>) -> Reply {
+    pub fn handle_with_faults(&mut self, now: Timestamp, request: &Request<Vec<u8>>) -> Reply {
         if self.created_at.is_none() {
             self.created_at = Some(now);
         }
@@ -512,7 +513,7 @@ impl FakeAuthServer {
 
     fn process(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         request: &Request<Vec<u8>>,
     ) -> (Outcome, Response<Vec<u8>>) {
         match self.token_endpoint(now, request) {
@@ -526,7 +527,7 @@ impl FakeAuthServer {
 
     fn token_endpoint(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         request: &Request<Vec<u8>>,
     ) -> Result<Issued, OAuthError> {
         if request.method() != Method::POST {
@@ -698,7 +699,7 @@ impl FakeAuthServer {
 
     fn password_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -723,7 +724,7 @@ impl FakeAuthServer {
 
     fn client_credentials_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -745,7 +746,7 @@ impl FakeAuthServer {
 
     fn refresh_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         form: &[(String, String)],
     ) -> Result<Issued, OAuthError> {
@@ -832,7 +833,7 @@ impl FakeAuthServer {
 
     fn start_grant(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         client_id: &str,
         scope: Vec<String>,
         with_refresh: bool,
@@ -850,7 +851,7 @@ impl FakeAuthServer {
         }
     }
 
-    fn issue_access_token(&mut self, now: Instant, grant: u64) -> String {
+    fn issue_access_token(&mut self, now: Timestamp, grant: u64) -> String {
         let token = format!("{ACCESS_TOKEN_PREFIX}{}", self.next_access);
         self.next_access += 1;
         self.access_tokens.insert(
@@ -866,11 +867,11 @@ impl FakeAuthServer {
 
     fn issue_refresh_token(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         grant: u64,
         client_id: &str,
         scope: Vec<String>,
-    ) -> (String, Instant) {
+    ) -> (String, Timestamp) {
         let token = format!("{REFRESH_TOKEN_PREFIX}{}", self.next_refresh);
         self.next_refresh += 1;
         self.refresh_tokens.insert(
@@ -901,7 +902,7 @@ impl FakeAuthServer {
         }
     }
 
-    fn epoch_millis(&self, at: Instant) -> u64 {
+    fn epoch_millis(&self, at: Timestamp) -> u64 {
         let since = self.created_at.map_or(Duration::ZERO, |created| {
             at.saturating_duration_since(created)
         });
@@ -909,7 +910,7 @@ impl FakeAuthServer {
     }
 
     /// `refresh_token_issued_at` for a token issued `at`, in the configured unit.
-    fn issued_at_value(&self, at: Instant) -> String {
+    fn issued_at_value(&self, at: Timestamp) -> String {
         let millis = self.epoch_millis(at);
         match self.epoch_unit {
             EpochUnit::Millis => millis.to_string(),
@@ -917,7 +918,7 @@ impl FakeAuthServer {
         }
     }
 
-    fn success_response(&self, now: Instant, issued: &Issued) -> Response<Vec<u8>> {
+    fn success_response(&self, now: Timestamp, issued: &Issued) -> Response<Vec<u8>> {
         let scope = issued.scope.join(" ");
         let body = match self.config.style {
             ResponseStyle::Standard => {

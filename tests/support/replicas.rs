@@ -3,7 +3,9 @@
 //! contract and the shared-store protocol of `tokenflow::shared`; the store tells the other
 //! replicas of each change, as a database's notifications would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokenflow::Timestamp;
 
 use http::Request;
 use tokenflow::shared::{MemoryStore, SharedSnapshot, SharedTokenStore, StoreReport, perform};
@@ -23,7 +25,7 @@ pub struct Replica {
     pub flow: TokenFlow,
     pub alive: bool,
     pub events: Vec<Event>,
-    pub idle_until: Option<Instant>,
+    pub idle_until: Option<Timestamp>,
     /// A `LoginRequired` the credentials source has not answered yet.
     login_due: bool,
     /// Store changes not yet reported to this replica.
@@ -93,7 +95,7 @@ impl Replicas {
         TokenFlow::new(self.config.clone(), seed, self.now(), self.wall())
     }
 
-    pub fn now(&self) -> Instant {
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 

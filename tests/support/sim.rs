@@ -3,12 +3,12 @@
 //! after every step.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use tokenflow::{
-    Access, Bearer, Config, Credentials, Event, Input, Output, RequestId, StoredTokens, TokenFlow,
-    TransportError, UnixTime,
+    Access, Bearer, Config, Credentials, Event, Input, Output, RequestId, StoredTokens, Timestamp,
+    TokenFlow, TransportError, UnixTime,
 };
 
 use super::clock::VirtualClock;
@@ -31,7 +31,7 @@ pub enum Network {
 pub struct Outgoing {
     pub id: RequestId,
     pub request: Request<Vec<u8>>,
-    pub deadline: Instant,
+    pub deadline: Timestamp,
 }
 
 pub struct Sim {
@@ -50,9 +50,9 @@ pub struct Sim {
     /// Every refresh token presented to the server, in order.
     pub presented_refresh_tokens: Vec<String>,
     /// Token requests sent and not yet answered, failed or past their deadline.
-    in_flight: Vec<(RequestId, Instant)>,
+    in_flight: Vec<(RequestId, Timestamp)>,
     last_was_tokens_updated: bool,
-    pub idle_until: Option<Instant>,
+    pub idle_until: Option<Timestamp>,
     pub token_requests_sent: usize,
 }
 
@@ -116,7 +116,7 @@ impl Sim {
         self.outbox.iter().filter(|o| o.deadline > now).count()
     }
 
-    pub fn now(&self) -> Instant {
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -154,7 +154,7 @@ impl Sim {
         panic!("the flow did not reach Idle within {DRAIN_BOUND} outputs");
     }
 
-    fn on_send(&mut self, id: RequestId, request: Request<Vec<u8>>, deadline: Instant) {
+    fn on_send(&mut self, id: RequestId, request: Request<Vec<u8>>, deadline: Timestamp) {
         let now = self.now();
         self.in_flight.retain(|&(_, deadline)| now < deadline);
         assert!(
@@ -275,7 +275,8 @@ impl Sim {
                 Some(until) if until <= end && until > self.now() => until,
                 _ => end,
             };
-            self.clock.advance(next - self.now());
+            self.clock
+                .advance(next.saturating_duration_since(self.now()));
             let now = self.now();
             self.flow.handle_input(now, Input::Timeout);
             self.settle();
