@@ -381,7 +381,7 @@ impl Host {
 
     /// Reports to the flow what the store said. Tokens adopted from the store end a renewal
     /// under way, as a login does: its request is no longer awaited, and the host cancels it.
-    fn feed_store(&mut self, now: Instant, report: StoreReport) {
+    fn feed_store(&mut self, now: Timestamp, report: StoreReport) {
         let awaited = self.flow.request_in_flight();
         self.flow.handle_input(now, Input::Store(report));
         if let Some(id) = awaited {
