@@ -155,6 +155,7 @@ pub mod retry_after;
 pub mod revocation;
 mod scope;
 pub mod secret;
+pub mod shared;
 mod seed;
 mod snippet;
 pub mod time;
