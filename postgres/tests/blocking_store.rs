@@ -325,3 +325,39 @@ fn a_closed_connection_is_an_unavailable_store() {
         .unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
 }
+
+#[test]
+fn a_database_error_quotes_no_row() {
+    // A table with an extra constraint the store's writes break: PostgreSQL's DETAIL then
+    // quotes the failing row, tokens and all.
+    let table = TableName::new(&format!("strict_{}", std::process::id())).unwrap();
+    raw_client()
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (
+                key text PRIMARY KEY,
+                version bigint NOT NULL DEFAULT 0 CHECK (version >= 0),
+                tokens text CHECK (tokens IS NULL OR length(tokens) < 10),
+                in_flight_since_ms bigint,
+                lease_holder text,
+                lease_expires_at timestamptz
+            )"
+        ))
+        .unwrap();
+    let store = PgStore::open(raw_client(), table, "strict").unwrap();
+    let error = store
+        .compare_and_set(StoreVersion::EMPTY, Some(&tokens(1)))
+        .unwrap_err();
+    let PgStoreError::Database { code, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        code.as_ref(),
+        Some(&postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    for text in [error.to_string(), format!("{error:?}")] {
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("Failing row"), "{text}");
+    }
+    assert!(std::error::Error::source(&error).is_none());
+    assert_eq!(store.snapshot().unwrap().version, StoreVersion::EMPTY);
+}

@@ -45,6 +45,8 @@ pub fn expired_lease_is_taken_over<F: Fixture>(fixture: &F) {
     assert!(!granted(&acquire(&b, "heir", t0)));
     fixture.pass(lease + lease / 2);
     let later = fixture.now();
+    // Expired even before anyone takes it over.
+    assert_eq!(mark(&a, "dead", later, later), MarkOutcome::LeaseLost);
     assert!(granted(&acquire(&b, "heir", later)));
     assert_eq!(mark(&a, "dead", later, later), MarkOutcome::LeaseLost);
     a.release_lease("dead", true).unwrap();
