@@ -1,4 +1,4 @@
-//! A PostgreSQL shared token store for [`tokenflow`]. Docs: see README.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 mod blocking;
@@ -16,8 +16,7 @@ pub use error::{InvalidTableName, PgStoreError};
 pub use nonblocking::{AsyncChangeListener, AsyncPgStore};
 pub use table::TableName;
 
-/// The drivers, for connecting with TLS or other settings before [`PgStore::open`] and
-/// [`AsyncPgStore::open`].
+/// The blocking driver, for connecting with TLS or other settings before [`PgStore::open`].
 pub use postgres;
-/// See [`postgres`].
+/// The async driver, for connecting with TLS or other settings before [`AsyncPgStore::open`].
 pub use tokio_postgres;

@@ -145,30 +145,35 @@ async fn concurrent_tasks_one_wins_per_version() {
     for id in 0..WRITERS as u64 {
         let store = connect(&key).await;
         let barrier = Arc::clone(&barrier);
+        // Outcomes are judged after the tasks end: a task that panicked in a round would
+        // leave the others waiting at the barrier for ever.
         tasks.push(tokio::spawn(async move {
-            let mut won = Vec::new();
+            let mut outcomes = Vec::new();
             for round in 0..ROUNDS {
                 barrier.wait().await;
-                let expected = StoreVersion::new(round);
-                match store
-                    .compare_and_set(expected, Some(&tokens(round * 100 + id)))
-                    .await
-                    .unwrap()
-                {
-                    CasOutcome::Written(version) => {
-                        assert_eq!(version, expected.next());
-                        won.push(round);
-                    }
-                    CasOutcome::Conflict(held) => assert_eq!(held.version, expected.next()),
-                }
+                let outcome = store
+                    .compare_and_set(StoreVersion::new(round), Some(&tokens(round * 100 + id)))
+                    .await;
                 barrier.wait().await;
+                outcomes.push((round, outcome));
             }
-            won
+            outcomes
         }));
     }
     let mut rounds_won = Vec::new();
     for task in tasks {
-        rounds_won.extend(task.await.unwrap());
+        for (round, outcome) in task.await.unwrap() {
+            let expected = StoreVersion::new(round);
+            match outcome.unwrap() {
+                CasOutcome::Written(version) => {
+                    assert_eq!(version, expected.next(), "round {round}");
+                    rounds_won.push(round);
+                }
+                CasOutcome::Conflict(held) => {
+                    assert_eq!(held.version, expected.next(), "round {round}")
+                }
+            }
+        }
     }
     rounds_won.sort_unstable();
     assert_eq!(rounds_won, (0..ROUNDS).collect::<Vec<_>>());

@@ -193,40 +193,48 @@ pub fn concurrent_writers_one_wins_per_version<F: Fixture>(
 ) {
     let stores = fixture.stores(writers);
     let barrier = Barrier::new(writers);
-    let wins: Vec<Vec<u64>> = std::thread::scope(|scope| {
+    // Every outcome is judged after the threads end: a thread that panicked in a round would
+    // leave the others waiting at the barrier for ever.
+    let outcomes: Vec<Vec<(u64, Result<CasOutcome, String>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = stores
             .iter()
             .enumerate()
             .map(|(id, store)| {
                 let barrier = &barrier;
                 scope.spawn(move || {
-                    let mut won = Vec::new();
-                    for round in 0..rounds {
-                        barrier.wait();
-                        let id = u64::try_from(id).unwrap();
-                        let expected = StoreVersion::new(round);
-                        let outcome = store
-                            .compare_and_set(expected, Some(&tokens(round * 100 + id)))
-                            .unwrap();
-                        match outcome {
-                            CasOutcome::Written(version) => {
-                                assert_eq!(version, expected.next());
-                                won.push(round);
-                            }
-                            CasOutcome::Conflict(held) => {
-                                assert_eq!(held.version, expected.next(), "round {round}");
-                            }
-                        }
-                        // Nobody starts the next round before every write of this one.
-                        barrier.wait();
-                    }
-                    won
+                    let id = id as u64;
+                    (0..rounds)
+                        .map(|round| {
+                            barrier.wait();
+                            let outcome = store
+                                .compare_and_set(
+                                    StoreVersion::new(round),
+                                    Some(&tokens(round * 100 + id)),
+                                )
+                                .map_err(|error| format!("{error:?}"));
+                            // Nobody starts the next round before every write of this one.
+                            barrier.wait();
+                            (round, outcome)
+                        })
+                        .collect()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut rounds_won: Vec<u64> = wins.concat();
+    let mut rounds_won = Vec::new();
+    for (round, outcome) in outcomes.into_iter().flatten() {
+        let expected = StoreVersion::new(round);
+        match outcome.unwrap() {
+            CasOutcome::Written(version) => {
+                assert_eq!(version, expected.next(), "round {round}");
+                rounds_won.push(round);
+            }
+            CasOutcome::Conflict(held) => {
+                assert_eq!(held.version, expected.next(), "round {round}");
+            }
+        }
+    }
     rounds_won.sort_unstable();
     assert_eq!(rounds_won, (0..rounds).collect::<Vec<_>>());
     assert_eq!(
