@@ -15,7 +15,7 @@ use tokenflow::token::StoredTokens;
 use crate::change::StoreChange;
 use crate::error::PgStoreError;
 use crate::row::{lease_millis, millis_param, snapshot, tokens_param, version_param};
-use crate::table::{SCHEMA_LOCK, Statements, TableName};
+use crate::table::{SCHEMA_LOCK, Statements, TableName, check_key};
 
 /// A [`SharedTokenStore`] in a PostgreSQL table, over one blocking connection.
 ///
@@ -23,6 +23,10 @@ use crate::table::{SCHEMA_LOCK, Statements, TableName};
 /// key. Calls from several threads take turns on the connection. The lease is judged by the
 /// database server's clock, so the `now` arguments of the trait are not used; `since` (the
 /// start of a refresh's grace window) is stored as given. See the [crate docs](crate).
+///
+/// Like every `postgres` client, it runs a tokio runtime of its own inside: do not use it, nor
+/// drop it, on an async runtime's threads (use [`AsyncPgStore`](crate::AsyncPgStore) there, or
+/// `spawn_blocking`).
 pub struct PgStore {
     client: Mutex<Client>,
     table: TableName,
@@ -54,6 +58,7 @@ impl PgStore {
     /// Opens the store of `key` in `table` over a connected client: creates the table and the
     /// key's row if they do not exist yet.
     pub fn open(mut client: Client, table: TableName, key: &str) -> Result<PgStore, PgStoreError> {
+        check_key(key)?;
         let sql = Statements::new(&table);
         let during = "creating the store";
         let fail = |error| PgStoreError::database(during, &error);
@@ -236,6 +241,7 @@ impl PgChangeListener {
         table: &TableName,
         key: &str,
     ) -> Result<PgChangeListener, PgStoreError> {
+        check_key(key)?;
         client
             .batch_execute(&Statements::new(table).listen)
             .map_err(|error| PgStoreError::database("listening", &error))?;

@@ -44,6 +44,9 @@ pub enum PgStoreError {
     },
     /// A change listener's connection ended.
     ListenerClosed,
+    /// A store key that cannot be used: empty, longer than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)
+    /// (notifications carry it, and their payload is limited), or holding a NUL character.
+    InvalidKey,
 }
 
 impl PgStoreError {
@@ -105,6 +108,11 @@ impl fmt::Display for PgStoreError {
             PgStoreError::ListenerClosed => {
                 f.write_str("the connection listening for store changes is closed")
             }
+            PgStoreError::InvalidKey => write!(
+                f,
+                "a store key is 1 to {} bytes with no NUL character",
+                crate::MAX_KEY_BYTES
+            ),
         }
     }
 }

@@ -14,7 +14,7 @@ pub use blocking::{PgChangeListener, PgStore};
 pub use change::{ChangeKind, StoreChange};
 pub use error::{InvalidTableName, PgStoreError};
 pub use nonblocking::{AsyncChangeListener, AsyncPgStore};
-pub use table::TableName;
+pub use table::{MAX_KEY_BYTES, TableName};
 
 /// The blocking driver, for connecting with TLS or other settings before [`PgStore::open`].
 pub use postgres;

@@ -16,7 +16,7 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
 use crate::change::StoreChange;
 use crate::error::PgStoreError;
 use crate::row::{lease_millis, millis_param, snapshot, tokens_param, version_param};
-use crate::table::{SCHEMA_LOCK, Statements, TableName};
+use crate::table::{SCHEMA_LOCK, Statements, TableName, check_key};
 
 /// The store of [`PgStore`](crate::PgStore) for async hosts: the same table, rows, lease and
 /// notifications, and the operations of
@@ -64,6 +64,7 @@ impl AsyncPgStore {
         table: TableName,
         key: &str,
     ) -> Result<AsyncPgStore, PgStoreError> {
+        check_key(key)?;
         let sql = Statements::new(&table);
         let during = "creating the store";
         let fail = |error| PgStoreError::database(during, &error);
@@ -284,6 +285,7 @@ impl AsyncChangeListener {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        check_key(key)?;
         let inbox = Arc::new(Inbox::default());
         tokio::spawn(read_messages(
             connection,

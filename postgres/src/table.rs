@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::error::InvalidTableName;
+use crate::error::{InvalidTableName, PgStoreError};
 
 /// The name of the table holding the stores, one row per key. It also names the channel of
 /// the change notifications.
@@ -55,6 +55,17 @@ impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The longest store key. A notification's payload (at most 8000 bytes) carries the key.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Checks a store key before anything is created for it.
+pub(crate) fn check_key(key: &str) -> Result<(), PgStoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
+        return Err(PgStoreError::InvalidKey);
+    }
+    Ok(())
 }
 
 /// Serializes concurrent schema creation: `CREATE TABLE IF NOT EXISTS` run by two sessions
@@ -147,6 +158,19 @@ impl Statements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_not_empty_nor_too_long_for_a_notification() {
+        assert_eq!(check_key("client/app"), Ok(()));
+        assert_eq!(check_key(&"k".repeat(MAX_KEY_BYTES)), Ok(()));
+        for bad in [
+            String::new(),
+            "k".repeat(MAX_KEY_BYTES + 1),
+            "a\0b".to_owned(),
+        ] {
+            assert_eq!(check_key(&bad), Err(PgStoreError::InvalidKey), "{bad:?}");
+        }
+    }
 
     #[test]
     fn only_plain_lower_case_identifiers_name_a_table() {

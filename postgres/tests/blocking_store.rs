@@ -361,3 +361,35 @@ fn a_database_error_quotes_no_row() {
     assert!(std::error::Error::source(&error).is_none());
     assert_eq!(store.snapshot().unwrap().version, StoreVersion::EMPTY);
 }
+
+#[test]
+fn a_key_too_long_for_a_notification_is_refused_before_anything_is_written() {
+    // The table exists, whichever test runs first.
+    connect(&TestServer::unique_key("key-length"));
+    let key = "k".repeat(tokenflow_postgres::MAX_KEY_BYTES + 1);
+    let error = PgStore::connect(&server().connection_string(), &key).unwrap_err();
+    assert_eq!(error, PgStoreError::InvalidKey);
+    let error = PgChangeListener::connect(&server().connection_string(), &key).unwrap_err();
+    assert_eq!(error, PgStoreError::InvalidKey);
+    let rows: i64 = raw_client()
+        .query_one(
+            "SELECT count(*) FROM tokenflow_shared_tokens WHERE key = $1",
+            &[&key],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    // The longest key works, notifications included.
+    let key = "k".repeat(tokenflow_postgres::MAX_KEY_BYTES);
+    let store = connect(&key);
+    let mut listener = PgChangeListener::connect(&server().connection_string(), &key).unwrap();
+    store
+        .compare_and_set(StoreVersion::EMPTY, Some(&tokens(1)))
+        .unwrap();
+    assert!(
+        listener
+            .wait_for_change(Duration::from_secs(10))
+            .unwrap()
+            .is_some()
+    );
+}
