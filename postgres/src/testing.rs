@@ -10,6 +10,11 @@
 //! refuses to run as root, so when the process is root the server runs as the `postgres`
 //! user (through `runuser`) and the directory is given to that user.
 //!
+//! Tests share one server per test binary ([`TestServer::shared`]); an example starts its
+//! own with [`TestServer::start`] and connects with [`TestServer::connection_string`]. The
+//! crate's tests and examples have the feature without asking for it (the crate dev-depends
+//! on itself with it).
+//!
 //! A server that outlives its owner is impossible by construction: a small watchdog process,
 //! started beside the server, waits for the owning process to close a pipe (which the
 //! operating system does when the process ends, however it ends), then stops the server and
