@@ -50,14 +50,27 @@ pub enum PgStoreError {
 }
 
 impl PgStoreError {
-    /// Whether the store could not be reached (as opposed to holding bad data): the case a
-    /// host reports as [`StoreReport::Unavailable`](tokenflow::shared::StoreReport::Unavailable)
-    /// when acquiring the lease.
+    /// Whether the store could not be reached, or the server could not serve it for now (as
+    /// opposed to holding bad data or refusing a statement): the case a host reports as
+    /// [`StoreReport::Unavailable`](tokenflow::shared::StoreReport::Unavailable) when acquiring
+    /// the lease. True for a failed or closed connection (no SQLSTATE), a connection exception
+    /// (SQLSTATE class 08), insufficient resources (53), an operator intervention such as a
+    /// shutdown (57), and a serialization failure or deadlock (40).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            PgStoreError::Database { .. } | PgStoreError::ListenerClosed
-        )
+        match self {
+            PgStoreError::Database { code: None, .. } | PgStoreError::ListenerClosed => true,
+            PgStoreError::Database {
+                code: Some(code),
+                closed,
+                ..
+            } => {
+                *closed
+                    || ["08", "40", "53", "57"]
+                        .iter()
+                        .any(|c| code.code().starts_with(c))
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn database(during: &'static str, error: &tokio_postgres::Error) -> PgStoreError {
@@ -139,3 +152,36 @@ impl fmt::Display for InvalidTableName {
 }
 
 impl StdError for InvalidTableName {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(code: Option<&str>) -> PgStoreError {
+        PgStoreError::Database {
+            during: "testing",
+            code: code.map(SqlState::from_code),
+            message: String::new(),
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn unreachable_or_busy_servers_are_unavailable_and_refusals_are_not() {
+        for code in [
+            None,
+            Some("08006"),
+            Some("57P01"),
+            Some("53300"),
+            Some("40001"),
+        ] {
+            assert!(database(code).is_unavailable(), "{code:?}");
+        }
+        for code in ["42P01", "23514", "42501", "22P02"] {
+            assert!(!database(Some(code)).is_unavailable(), "{code}");
+        }
+        assert!(PgStoreError::ListenerClosed.is_unavailable());
+        assert!(!PgStoreError::MissingRow.is_unavailable());
+        assert!(!PgStoreError::InvalidKey.is_unavailable());
+    }
+}
