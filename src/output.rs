@@ -12,12 +12,27 @@ use crate::time::Timestamp;
 use crate::token::{OAuthError, StoredTokens};
 
 /// Identifies one request the flow asked the host to send; the answer must carry it back.
+///
+/// Only the flow issues ids. A host that carries one across a boundary as a plain number (a
+/// foreign-language binding, a message queue, another process) sends [`get`](Self::get) and
+/// rebuilds the id with [`from_raw`](Self::from_raw) when the answer comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub(crate) u64);
 
 impl RequestId {
-    /// The raw number, for logs and foreign bindings.
-    pub fn get(self) -> u64 {
+    /// The id whose raw number is `raw`, for a host that carried an id as a number.
+    ///
+    /// Any number is accepted, and none can harm the flow: an answer or failure for an id it
+    /// did not issue, or no longer waits for, is ignored, exactly like a duplicate answer. The
+    /// number means something only to the flow that issued it; another flow (say, one restored
+    /// in a new process) issues its own from 1 again.
+    pub const fn from_raw(raw: u64) -> Self {
+        RequestId(raw)
+    }
+
+    /// The raw number, for logs and for a host that carries the id as a number
+    /// ([`from_raw`](Self::from_raw) rebuilds it).
+    pub const fn get(self) -> u64 {
         self.0
     }
 }
@@ -31,12 +46,26 @@ impl fmt::Display for RequestId {
 /// Numbers each access token the flow hands out, starting at 1. A 401 for an older
 /// generation means the caller used a stale token and should retry with the current one; only
 /// a 401 for the current generation makes the flow renew.
+///
+/// A host that carries a generation across a boundary as a plain number (a foreign-language
+/// binding, say) sends [`get`](Self::get) and rebuilds it with [`from_raw`](Self::from_raw).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Generation(pub(crate) u64);
 
 impl Generation {
-    /// The raw number.
-    pub fn get(self) -> u64 {
+    /// The generation whose raw number is `raw`, for a host that carried one as a number.
+    ///
+    /// Any number is accepted, and none can harm the flow: a 401 reported for a generation
+    /// other than the current, released one is ignored, so a number the flow never issued
+    /// renews nothing. The number means something only to the flow that issued it; another
+    /// flow (say, one restored in a new process) numbers its tokens from 1 again.
+    pub const fn from_raw(raw: u64) -> Self {
+        Generation(raw)
+    }
+
+    /// The raw number, for logs and for a host that carries the generation as a number
+    /// ([`from_raw`](Self::from_raw) rebuilds it).
+    pub const fn get(self) -> u64 {
         self.0
     }
 }
@@ -233,4 +262,112 @@ pub enum Output {
         /// When the flow next needs to act on its own; `None` when only an input can wake it.
         until: Option<Timestamp>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Access, Config, Credentials, Input, TokenFlow, UnixTime};
+
+    const NOW: Timestamp = Timestamp::from_secs(10);
+
+    fn flow() -> TokenFlow {
+        let config = Config::builder("https://id.example/token", "app")
+            .build()
+            .unwrap();
+        TokenFlow::new(config, 7, NOW, UnixTime::from_secs(1_700_000_000))
+    }
+
+    fn tokens() -> http::Response<Vec<u8>> {
+        http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(
+                br#"{"access_token":"at","token_type":"Bearer","expires_in":600,"refresh_token":"rt"}"#
+                    .to_vec(),
+            )
+            .unwrap()
+    }
+
+    /// Drains the flow; returns the ids it asked to send and whether it raised any event.
+    fn drain(flow: &mut TokenFlow) -> (Vec<RequestId>, bool) {
+        let (mut sent, mut events) = (Vec::new(), false);
+        loop {
+            match flow.poll_output() {
+                Output::Send(request) => sent.push(request.id),
+                Output::Event(_) => events = true,
+                Output::Idle { .. } => return (sent, events),
+            }
+        }
+    }
+
+    #[test]
+    fn ids_carried_as_numbers_work_and_ones_never_issued_are_ignored() {
+        let mut flow = flow();
+        flow.login(NOW, Credentials::password("joe", "pw"));
+        let (sent, _) = drain(&mut flow);
+        let [issued] = sent[..] else {
+            panic!("one token request, got {sent:?}")
+        };
+
+        // Answers for ids the flow never issued change nothing.
+        for raw in [0, issued.get() + 1, u64::MAX] {
+            let id = RequestId::from_raw(raw);
+            flow.handle_input(
+                NOW,
+                Input::Response {
+                    id,
+                    response: tokens(),
+                },
+            );
+            let error = crate::TransportError::new(crate::TransportErrorKind::Other, "x");
+            flow.handle_input(NOW, Input::Failed { id, error });
+        }
+        assert_eq!(drain(&mut flow), (Vec::new(), false));
+        assert_eq!(flow.request_in_flight(), Some(issued));
+        assert!(matches!(flow.access(NOW), Access::Pending));
+
+        // The issued id, carried as a number, is the flow's own.
+        let id = RequestId::from_raw(issued.get());
+        assert_eq!(id, issued);
+        flow.handle_input(
+            NOW,
+            Input::Response {
+                id,
+                response: tokens(),
+            },
+        );
+        let (sent, events) = drain(&mut flow);
+        assert!(sent.is_empty() && events, "the tokens are announced");
+        let generation = flow.generation().expect("a token is held");
+        assert_eq!(Generation::from_raw(generation.get()), generation);
+
+        // A 401 for a generation never issued renews nothing.
+        for raw in [0, generation.get() + 1, u64::MAX] {
+            let generation = Generation::from_raw(raw);
+            let www_authenticate = Vec::new();
+            flow.handle_input(
+                NOW,
+                Input::Unauthorized {
+                    generation,
+                    www_authenticate,
+                },
+            );
+        }
+        assert_eq!(drain(&mut flow), (Vec::new(), false));
+        assert!(matches!(flow.access(NOW), Access::Ready(_)));
+
+        // A 401 for the current one, carried as a number, starts a renewal.
+        let generation = Generation::from_raw(generation.get());
+        let www_authenticate = Vec::new();
+        flow.handle_input(
+            NOW,
+            Input::Unauthorized {
+                generation,
+                www_authenticate,
+            },
+        );
+        let (sent, _) = drain(&mut flow);
+        assert_eq!(sent.len(), 1, "one refresh request");
+    }
 }
