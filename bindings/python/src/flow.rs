@@ -1,17 +1,18 @@
 //! `tokenflow.TokenFlow`: the core's state machine as a Python class. It does no IO: the host
 //! sends the requests it asks for and reports what happened, with time as
-//! `time.monotonic_ns()` readings.
+//! `time.monotonic_ns()` readings, which the core takes as they are (`Timestamp::from_nanos`).
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use tokenflow::{Access, Event, Generation, Input, Output, TransportError, TransportErrorKind};
+use tokenflow::{
+    Access, Event, Generation, Input, Output, RequestId, Timestamp, TransportError,
+    TransportErrorKind,
+};
 
-use crate::clock::HostClock;
 use crate::config::PyConfig;
 use crate::errors;
-use crate::handles::Handles;
 use crate::outputs::{
     AccessReady, Failed, LoginRequiredEvent, OtherEvent, PyAccess, PyBearer, PyHttpRequest, PyIdle,
     TokensCleared, TokensUpdated,
@@ -25,10 +26,8 @@ use crate::tokens::{PyCredentials, PyStoredTokens};
 #[pyclass(module = "tokenflow", name = "TokenFlow")]
 pub(crate) struct PyTokenFlow {
     flow: tokenflow::TokenFlow,
-    clock: HostClock,
     /// The last token handed out, so a held token costs no allocation per call.
     bearer: Option<Py<PyBearer>>,
-    handles: Handles,
     /// An output `access_if_idle` took from the core to look at; `poll_output` hands it out
     /// before asking the core for more.
     lookahead: Option<Output>,
@@ -63,18 +62,15 @@ impl PyTokenFlow {
         now: u64,
         wall_ms: u64,
     ) -> PyResult<PyTokenFlow> {
-        let clock = HostClock::new(now);
         let flow = tokenflow::TokenFlow::new(
             config.inner.clone(),
             self::seed(py, seed)?,
-            clock.to_core(now),
+            Timestamp::from_nanos(now),
             tokenflow::UnixTime::from_millis(wall_ms),
         );
         Ok(PyTokenFlow {
             flow,
-            clock,
             bearer: None,
-            handles: Handles::default(),
             lookahead: None,
         })
     }
@@ -90,20 +86,17 @@ impl PyTokenFlow {
         now: u64,
         wall_ms: u64,
     ) -> PyResult<PyTokenFlow> {
-        let clock = HostClock::new(now);
         let flow = tokenflow::TokenFlow::restore(
             config.inner.clone(),
             tokens.inner.clone(),
             self::seed(py, seed)?,
-            clock.to_core(now),
+            Timestamp::from_nanos(now),
             tokenflow::UnixTime::from_millis(wall_ms),
         )
         .map_err(|e| errors::raise(py, "StoredTokensError", e.to_string()))?;
         Ok(PyTokenFlow {
             flow,
-            clock,
             bearer: None,
-            handles: Handles::default(),
             lookahead: None,
         })
     }
@@ -111,13 +104,13 @@ impl PyTokenFlow {
     /// Logs in with `credentials`, replacing any login or renewal under way.
     fn login(&mut self, now: u64, credentials: &PyCredentials) {
         self.flow
-            .login(self.clock.to_core(now), credentials.inner.clone());
+            .login(Timestamp::from_nanos(now), credentials.inner.clone());
     }
 
     /// A `Bearer` to use now, or `Access.Pending` (a token request is under way: drain, then
     /// wait for `AccessReady`, `Failed` or `LoginRequired`) or `Access.LoginRequired`.
     fn access(&mut self, py: Python<'_>, now: u64) -> PyResult<Py<PyAny>> {
-        match self.flow.access(self.clock.to_core(now)) {
+        match self.flow.access(Timestamp::from_nanos(now)) {
             Access::Ready(bearer) => {
                 let generation = bearer.generation().get();
                 if let Some(held) = &self.bearer {
@@ -125,7 +118,6 @@ impl PyTokenFlow {
                         return Ok(held.clone_ref(py).into_any());
                     }
                 }
-                self.handles.issued_generation(bearer.generation());
                 let header = String::from_utf8_lossy(bearer.header_value().as_bytes());
                 let fresh = Py::new(
                     py,
@@ -166,7 +158,7 @@ impl PyTokenFlow {
     /// Forgets the tokens (`TokensCleared`) and abandons any request under way.
     fn logout(&mut self, now: u64) {
         self.bearer = None;
-        self.flow.logout(self.clock.to_core(now));
+        self.flow.logout(Timestamp::from_nanos(now));
     }
 
     /// Reports the answer to the request `id`, whatever its status. `headers` is any iterable
@@ -182,9 +174,7 @@ impl PyTokenFlow {
         headers: &Bound<'_, PyAny>,
         body: &[u8],
     ) -> PyResult<()> {
-        let Some(id) = self.request_id(id) else {
-            return Ok(());
-        };
+        let id = RequestId::from_raw(id);
         let status = StatusCode::from_u16(status).map_err(|_| {
             errors::raise(
                 py,
@@ -204,7 +194,7 @@ impl PyTokenFlow {
             }
         }
         self.flow
-            .handle_input(self.clock.to_core(now), Input::Response { id, response });
+            .handle_input(Timestamp::from_nanos(now), Input::Response { id, response });
         Ok(())
     }
 
@@ -236,12 +226,10 @@ impl PyTokenFlow {
                 ));
             }
         };
-        let Some(id) = self.request_id(id) else {
-            return Ok(());
-        };
+        let id = RequestId::from_raw(id);
         let error = TransportError::new(kind, message);
         self.flow
-            .handle_input(self.clock.to_core(now), Input::Failed { id, error });
+            .handle_input(Timestamp::from_nanos(now), Input::Failed { id, error });
         Ok(())
     }
 
@@ -249,15 +237,13 @@ impl PyTokenFlow {
     /// with the response's `WWW-Authenticate` values (possibly none).
     #[pyo3(signature = (now, generation, www_authenticate = Vec::new()))]
     fn handle_unauthorized(&mut self, now: u64, generation: u64, www_authenticate: Vec<String>) {
-        let Some(generation) = self.generation_of(generation) else {
-            return;
-        };
+        let generation = Generation::from_raw(generation);
         let www_authenticate = www_authenticate
             .iter()
             .filter_map(|v| HeaderValue::from_str(v).ok())
             .collect();
         self.flow.handle_input(
-            self.clock.to_core(now),
+            Timestamp::from_nanos(now),
             Input::Unauthorized {
                 generation,
                 www_authenticate,
@@ -268,7 +254,7 @@ impl PyTokenFlow {
     /// Reports that time has passed (the `until` of an `Idle` was reached).
     fn handle_timeout(&mut self, now: u64) {
         self.flow
-            .handle_input(self.clock.to_core(now), Input::Timeout);
+            .handle_input(Timestamp::from_nanos(now), Input::Timeout);
     }
 
     /// The next thing to do: an `HttpRequest` to send, an event (`tokenflow.events`) to act
@@ -280,7 +266,6 @@ impl PyTokenFlow {
         };
         Ok(match output {
             Output::Send(request) => {
-                self.handles.issued_request(request.id);
                 let (parts, body) = request.request.into_parts();
                 let headers = parts
                     .headers
@@ -298,21 +283,16 @@ impl PyTokenFlow {
                         url: parts.uri.to_string(),
                         headers,
                         body: PyBytes::new(py, &body).unbind(),
-                        deadline: self.clock.to_host(request.deadline),
+                        deadline: request.deadline.as_nanos(),
                     },
                 )?
                 .into_any()
             }
-            Output::Event(event) => {
-                if let Event::AccessReady { generation } = &event {
-                    self.handles.issued_generation(*generation);
-                }
-                event_object(py, event)?
-            }
+            Output::Event(event) => event_object(py, event)?,
             Output::Idle { until } => Py::new(
                 py,
                 PyIdle {
-                    until: until.map(|t| self.clock.to_host(t)),
+                    until: until.map(Timestamp::as_nanos),
                 },
             )?
             .into_any(),
@@ -327,15 +307,13 @@ impl PyTokenFlow {
     }
 
     /// The generation of the current access token, if one is held.
-    fn generation(&mut self) -> Option<u64> {
-        let generation = self.flow.generation()?;
-        self.handles.issued_generation(generation);
-        Some(generation.get())
+    fn generation(&self) -> Option<u64> {
+        self.flow.generation().map(Generation::get)
     }
 
     /// The id of the token request awaiting an answer, if any.
     fn request_in_flight(&self) -> Option<u64> {
-        self.flow.request_in_flight().map(|id| id.get())
+        self.flow.request_in_flight().map(RequestId::get)
     }
 
     fn __repr__(&self) -> String {
@@ -343,20 +321,8 @@ impl PyTokenFlow {
             "TokenFlow(token_endpoint={:?}, generation={:?}, request_in_flight={:?})",
             self.flow.config().token_endpoint().to_string(),
             self.flow.generation().map(Generation::get),
-            self.flow.request_in_flight().map(|id| id.get()),
+            self.flow.request_in_flight().map(RequestId::get),
         )
-    }
-}
-
-impl PyTokenFlow {
-    /// The core's id for a number the host carries back; `None` for a number it did not
-    /// hand out recently, which the core would ignore anyway.
-    fn request_id(&mut self, id: u64) -> Option<tokenflow::RequestId> {
-        self.handles.answered_request(id)
-    }
-
-    fn generation_of(&self, generation: u64) -> Option<Generation> {
-        self.handles.generation(generation)
     }
 }
 

@@ -1,11 +1,9 @@
 //! `tokenflow._core`: the sans-IO token lifecycle of the `tokenflow` crate as Python classes.
 //! The drivers (httpx, requests, stores) are Python, in `python/tokenflow/`.
 
-mod clock;
 mod config;
 mod errors;
 mod flow;
-mod handles;
 mod outputs;
 mod tokens;
 

@@ -99,6 +99,33 @@ def test_a_401_for_the_current_token_renews_once_and_an_old_one_costs_nothing() 
     assert observe(flow.access(now)).generation == 2
 
 
+def test_ids_and_generations_the_flow_never_handed_out_are_ignored() -> None:
+    now = 5 * S
+    flow = observe(TokenFlow(Config("https://id.example/token", "app"), 42, now, 1_700_000_000_000))
+    flow.login(now, Credentials.password("svc@acme.com", "pw-joe"))
+    request = observe(flow.poll_output())
+    assert isinstance(request, HttpRequest)
+    drain(flow)
+    body = b'{"access_token":"AT-x","token_type":"Bearer","expires_in":600,"refresh_token":"RT-x"}'
+    for stranger in (0, request.id + 1, 2**64 - 1):
+        flow.handle_response(now, stranger, 200, JSON, body)
+        flow.handle_failed(now, stranger, "other", "no such request")
+    assert [type(o) for o in drain(flow)] == [Idle]
+    assert flow.request_in_flight() == request.id
+    assert observe(flow.access(now)) == Access.Pending
+
+    flow.handle_response(now, request.id, 200, JSON, body)
+    assert [type(o) for o in drain(flow)] == [events.TokensUpdated, events.AccessReady, Idle]
+    # The same answer again is no news.
+    flow.handle_response(now, request.id, 200, JSON, body)
+    assert [type(o) for o in drain(flow)] == [Idle]
+
+    for stranger in (0, 2, 2**64 - 1):
+        flow.handle_unauthorized(now, stranger, [])
+    assert [type(o) for o in drain(flow)] == [Idle]
+    assert observe(flow.access(now)).generation == 1 == flow.generation()
+
+
 def test_the_gateway_dialect_keeps_the_query_and_reads_a_string_expires_in() -> None:
     config = Config(
         "https://api.gateway.example/auth/v2/accesstoken?grant_type=client_credentials",
