@@ -109,8 +109,8 @@ fn throughput(c: &mut Criterion) {
     let client = runtime.block_on(async {
         let client = AsyncClient::builder(config, ReqwestTransport::with_client(raw.clone()))
             .store(MemoryStore::new())
-            .start()
-            .expect("the client starts");
+            .build()
+            .expect("the client is built");
         client
             .login(Credentials::ClientCredentials)
             .await

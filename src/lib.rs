@@ -162,3 +162,9 @@ pub use secret::{AccessToken, ClientSecret, IdToken, Password, RefreshToken, Sec
 pub use seed::Seed;
 pub use time::UnixTime;
 pub use token::{StoredTokens, TokenResponse};
+
+// Every Rust block of the README is compiled (and those that need no network run) with the
+// doctests, so that the README cannot drift from the API.
+#[cfg(all(doctest, feature = "blocking", feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
