@@ -595,11 +595,11 @@ impl Engine {
                 return true;
             }
             Event::TokensCleared => self.queue(Work::Clear),
+            // New tokens always come through `TokensUpdated`, whose save emptied the cache:
+            // the next caller takes the new token from the flow, and keeps it at hand.
             Event::AccessReady { .. } => {
                 self.readies += 1;
                 self.login_reason = None;
-                // The next caller takes the new token from the flow, and keeps it at hand.
-                self.cache.clear();
             }
             Event::LoginRequired { reason } => {
                 self.login_reason = Some(reason);
@@ -752,6 +752,7 @@ mod tests {
         let stored = work(engine.step(now, &mut login));
         let mut early = engine.ticket(Want::Bearer);
         assert!(matches!(engine.step(now, &mut early), Step::Wait(_)));
+        assert!(engine.work.is_empty(), "one save at a time");
         assert!(engine.cache().get(now).is_none());
         save(&mut engine, now, stored, Err(disk_full()));
         assert!(matches!(
