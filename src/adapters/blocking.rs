@@ -102,7 +102,8 @@ where
 
 /// A [`Transport`] over a `ureq` 3 agent (rustls with the ring provider).
 ///
-/// Every request gets a global timeout running to its deadline, statuses are never errors,
+/// Every phase of a request (connecting, sending it, awaiting the response, reading its body)
+/// gets the time left until its deadline, statuses are never errors,
 /// and redirects are not followed (a token endpoint must not redirect a POST carrying
 /// credentials, and an API redirect is returned to the caller as it is).
 #[derive(Debug, Clone)]
@@ -175,7 +176,16 @@ impl UreqTransport {
             .configure_request(request)
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(timeout))
+            // Each phase gets the time left rather than one overall timeout: with an overall
+            // timeout ureq resolves the host name on a thread of its own for every request,
+            // pooled connection or not, which costs more than a whole exchange on a local
+            // network. The host name is then resolved by the system's resolver, whose own
+            // timeouts apply.
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .build()
     }
 }

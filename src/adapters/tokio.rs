@@ -429,11 +429,15 @@ impl<T: AsyncTransport> AsyncClient<T> {
     /// Fails with [`Error::LoginRequired`] when only a new login can help and the credentials
     /// source (if any) gave none, [`Error::TokenRequest`] when the token request failed after
     /// its retries, and [`Error::Store`] when the new tokens could not be saved.
-    #[inline]
-    pub async fn bearer(&self) -> Result<Bearer, Error> {
-        match self.shared.cached(now()) {
-            Some(bearer) => Ok(bearer),
-            None => self.wait_for_bearer().await,
+    pub fn bearer(&self) -> impl Future<Output = Result<Bearer, Error>> + Send + '_ {
+        // The token at hand is looked up at once; the wait for a new one is boxed, so that the
+        // future of the fast path is a few words, cheap to create and to move.
+        let cached = self.shared.cached(now());
+        async move {
+            match cached {
+                Some(bearer) => Ok(bearer),
+                None => Box::pin(self.wait_for_bearer()).await,
+            }
         }
     }
 
@@ -475,7 +479,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        match self.unauthorized(&bearer, response.headers()).await? {
+        // Boxed: a 401 is rare, and its wait would otherwise make every call's future larger.
+        match Box::pin(self.unauthorized(&bearer, response.headers())).await? {
             Some(newer) => {
                 log::api_retry(bearer.generation(), newer.generation());
                 self.call(retry, &newer).await
