@@ -964,6 +964,57 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_token_that_may_be_spent_is_answered_by_the_credentials_source() {
+        let now = Instant::now();
+        let (source, asked) = source(true);
+        let mut engine = Engine::new(config(), None, Some(source)).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let request = work(engine.step(now, &mut login));
+        respond(&mut engine, now, request, 1);
+        let stored = work(engine.step(now, &mut login));
+        save(&mut engine, now, stored, Ok(()));
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+
+        // The renewal after a 401 goes unanswered: under strict reuse its refresh token must
+        // not be presented again.
+        let mut holder = engine.ticket(Want::Bearer);
+        let Step::Ready(held) = engine.step(now, &mut holder) else {
+            panic!("a token is held");
+        };
+        engine.unauthorized(now, held.generation(), &http::HeaderMap::new());
+        let mut caller = engine.ticket(Want::Bearer);
+        let renewal = work(engine.step(now, &mut caller));
+        let Work::Send(sent, _) = &renewal else {
+            panic!("expected the renewal, got {renewal:?}");
+        };
+        engine.report(
+            now,
+            Performed::Sent(sent.id, Err(TransportError::timed_out("no answer"))),
+        );
+        assert_eq!(
+            engine.login_reason,
+            Some(LoginRequiredReason::RefreshTokenMayBeSpent)
+        );
+
+        // A later caller gets a new login from the source, as for any other reason.
+        let mut next = engine.ticket(Want::Bearer);
+        let question = work(engine.step(now, &mut next));
+        answer(&mut engine, now, question);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        let relogin = work(engine.step(now, &mut next));
+        let Work::Send(request, _) = &relogin else {
+            panic!("expected the new login, got {relogin:?}");
+        };
+        let body = String::from_utf8_lossy(request.request.body()).into_owned();
+        assert!(body.contains("grant_type=client_credentials"), "{body}");
+        respond(&mut engine, now, relogin, 2);
+        let stored = work(engine.step(now, &mut next));
+        save(&mut engine, now, stored, Ok(()));
+        assert_eq!(generation(engine.step(now, &mut next)), 2);
+    }
+
+    #[test]
     fn a_shut_down_engine_fails_every_wait() {
         let now = Instant::now();
         let mut engine = logged_in(now);

@@ -549,7 +549,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
 
     /// What the client holds — whether it has an access and a refresh token, when they
     /// expire, their scope and generation — without a secret; `None` before any login and
-    /// after a logout. It never starts a token request.
+    /// after a logout. It never starts a token request. Its monotonic times (`expires_at`)
+    /// count from when the client was built; the `_unix` ones are wall-clock times.
     pub fn token_info(&self) -> Option<TokenInfo> {
         self.shared.token_info()
     }

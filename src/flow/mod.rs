@@ -492,6 +492,7 @@ impl TokenFlow {
 
     /// Until when the access token [`access`](Self::access) hands out stays usable, if it
     /// hands one out: how long an adapter may keep it at hand without asking again.
+    #[cfg(any(feature = "blocking", feature = "tokio"))]
     pub(crate) fn bearer_expires_at(&self) -> Option<Timestamp> {
         if self.unreleased {
             return None;
