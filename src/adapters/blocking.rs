@@ -10,6 +10,7 @@
 //! let config = Config::builder("https://login.example.com/connect/token", "my-client")
 //!     .client_secret("my-secret")
 //!     .scope("api offline_access")
+//!     .allow_api_origin("https://api.example.com") // the token goes there and nowhere else
 //!     .build()?;
 //! let client = BlockingClient::builder(config, UreqTransport::new())
 //!     .store(FileStore::new("tokens.json"))

@@ -10,6 +10,7 @@
 //! let config = Config::builder("https://id.example.com/token", "my-client")
 //!     .client_secret("my-secret")
 //!     .scope("api offline_access")
+//!     .allow_api_origin("https://api.example.com") // the token goes there and nowhere else
 //!     .build()
 //!     .expect("a valid configuration");
 //! let client = AsyncClient::builder(config, ReqwestTransport::new()?)
