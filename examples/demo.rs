@@ -50,12 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timeline: timeline.clone(),
         last_refresh: std::sync::Mutex::new(None),
     };
-    let client =
-        BlockingClient::new(config, UreqTransport::new(), store)?.with_credentials(move || {
+    let client = BlockingClient::builder(config, UreqTransport::new())
+        .store(store)
+        .credentials(move || {
             source_logins.fetch_add(1, Ordering::SeqCst);
             source_timeline.say("credentials source asked for the service user's password");
             Some(Credentials::password(USER, PASSWORD))
-        });
+        })
+        .build()?;
     let mut seen = 0;
     let mut calls = 0;
 
@@ -148,14 +150,13 @@ fn identity_server() -> FakeAuthServer {
     server
 }
 
-fn call<T, S>(
-    client: &BlockingClient<T, S>,
+fn call<T>(
+    client: &BlockingClient<T>,
     server: &loopback::Loopback,
     timeline: &Timeline,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     T: tokenflow::adapters::blocking::Transport,
-    S: TokenStore,
 {
     let refused_before = server.world().api.unauthorized();
     let request = http::Request::get(server.api_url("/datahub/meters")).body(Vec::new())?;
@@ -174,10 +175,9 @@ where
 }
 
 /// The access token the client would send now (only to revoke it at the in-process server).
-fn current_token<T, S>(client: &BlockingClient<T, S>) -> Result<String, Box<dyn std::error::Error>>
+fn current_token<T>(client: &BlockingClient<T>) -> Result<String, Box<dyn std::error::Error>>
 where
     T: tokenflow::adapters::blocking::Transport,
-    S: TokenStore,
 {
     let bearer = client.bearer()?;
     let value = bearer.header_value().to_str()?;

@@ -41,7 +41,7 @@ const API_KEY: &str = "APP-API-KEY";
 const API_SECRET: &str = "APP-API-SECRET";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3);
 
-type Client = BlockingClient<Watch, ObservedStore<MemoryStore>>;
+type Client = BlockingClient<Watch>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = settings::Settings::parse(&[])?;
@@ -87,7 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (transport, seen) = Watch::new(&token_endpoint, &timeline)?;
     let (store, saves) = ObservedStore::new(MemoryStore::new(), &timeline);
     // No credentials source: renewing client credentials needs nothing but the configuration.
-    let client = BlockingClient::new(config, transport, store)?;
+    let client = BlockingClient::builder(config, transport)
+        .store(store)
+        .build()?;
 
     timeline.chapter("1. ask for a token with the client's credentials");
     client.login(Credentials::ClientCredentials)?;

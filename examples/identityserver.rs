@@ -47,7 +47,7 @@ const USER: &str = "svc-datahub@acme.com";
 const PASSWORD: &str = "correct horse battery staple";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 
-type Client = BlockingClient<Watch, ObservedStore<MemoryStore>>;
+type Client = BlockingClient<Watch>;
 
 /// Where the example runs: the embedded server, or a real provider.
 struct Target {
@@ -120,7 +120,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(Credentials::password(username.clone(), password.clone()))
         }
     };
-    let client = BlockingClient::new(config, transport, store)?.with_credentials(source);
+    let client = BlockingClient::builder(config, transport)
+        .store(store)
+        .credentials(source)
+        .build()?;
 
     timeline.chapter("1. the first API calls: no tokens yet, so the client logs in first");
     for _ in 0..3 {

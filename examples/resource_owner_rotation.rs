@@ -49,7 +49,7 @@ const PASSWORD: &str = "secret1234";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(1);
 const ROTATIONS: usize = 4;
 
-type Client = BlockingClient<Watch, ObservedStore<FileStore>>;
+type Client = BlockingClient<Watch>;
 
 /// Where the example runs: the embedded server, or a real provider.
 struct Target {
@@ -305,7 +305,10 @@ fn session(
             None
         }
     };
-    let client = BlockingClient::new(config.clone(), transport, store)?.with_credentials(source);
+    let client = BlockingClient::builder(config.clone(), transport)
+        .store(store)
+        .credentials(source)
+        .build()?;
     Ok(Session {
         client,
         asked,

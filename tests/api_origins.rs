@@ -58,13 +58,11 @@ fn assert_origin_refused(error: &ApiRequestError, other: &LocalServer) {
 #[test]
 fn blocking_send_refuses_cleartext_off_loopback_before_any_io() {
     let home = LocalServer::tokens("AT-HOME");
-    let client = BlockingClient::new(
-        config(&home).build().unwrap(),
-        UreqTransport::new(),
-        MemoryStore::new(),
-    )
-    .unwrap()
-    .with_credentials(|| Some(Credentials::ClientCredentials));
+    let client = BlockingClient::builder(config(&home).build().unwrap(), UreqTransport::new())
+        .store(MemoryStore::new())
+        .credentials(|| Some(Credentials::ClientCredentials))
+        .build()
+        .unwrap();
     match client.send(get(CLEARTEXT_API)) {
         Err(blocking::Error::ApiRequestRefused(error)) => assert_cleartext_refused(&error),
         other => panic!("{other:?}"),
@@ -81,9 +79,11 @@ fn blocking_send_refuses_origins_not_allowed_before_any_io() {
         .allow_api_origin(api.origin())
         .build()
         .unwrap();
-    let client = BlockingClient::new(config, UreqTransport::new(), MemoryStore::new())
-        .unwrap()
-        .with_credentials(|| Some(Credentials::ClientCredentials));
+    let client = BlockingClient::builder(config, UreqTransport::new())
+        .store(MemoryStore::new())
+        .credentials(|| Some(Credentials::ClientCredentials))
+        .build()
+        .unwrap();
     match client.send(get(&other.url("/meters"))) {
         Err(blocking::Error::ApiRequestRefused(error)) => assert_origin_refused(&error, &other),
         result => panic!("{result:?}"),
@@ -107,7 +107,7 @@ async fn async_send_refuses_cleartext_off_loopback_before_any_io() {
         ReqwestTransport::new().unwrap(),
     )
     .credentials(|| Some(Credentials::ClientCredentials))
-    .start()
+    .build()
     .unwrap();
     match client.send(get(CLEARTEXT_API)).await {
         Err(async_adapter::Error::ApiRequestRefused(error)) => assert_cleartext_refused(&error),
@@ -128,7 +128,7 @@ async fn async_send_refuses_origins_not_allowed_before_any_io() {
         .unwrap();
     let client = AsyncClient::builder(config, ReqwestTransport::new().unwrap())
         .credentials(|| Some(Credentials::ClientCredentials))
-        .start()
+        .build()
         .unwrap();
     match client.send(get(&other.url("/meters"))).await {
         Err(async_adapter::Error::ApiRequestRefused(error)) => {

@@ -207,7 +207,10 @@ fn run(echo: &Echo) -> String {
     let capture = Capture::default();
     let mut returned = String::new();
     tracing::subscriber::with_default(capture.clone(), || {
-        let client = BlockingClient::new(config, transport, MemoryStore::new()).unwrap();
+        let client = BlockingClient::builder(config, transport)
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
         let mut record = |error: &dyn std::error::Error| {
             let _ = write!(returned, "{error} | {error:?}");
             let mut source = error.source();

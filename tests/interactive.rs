@@ -507,7 +507,10 @@ fn the_blocking_logout_waits_for_a_retried_revocation() {
     )
     .expect("stored tokens");
     store.save(&stored).unwrap();
-    let client = BlockingClient::new(config("openid"), transport, store).unwrap();
+    let client = BlockingClient::builder(config("openid"), transport)
+        .store(store)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let report = client.logout().expect("a logout");
     assert!(

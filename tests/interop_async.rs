@@ -67,7 +67,7 @@ fn resource_request(server: &RunningServer) -> http::Request<Vec<u8>> {
 }
 
 /// Calls the protected resource through the client; the answer must be a 200.
-async fn call_ok(client: &AsyncClient, server: &RunningServer) -> Value {
+async fn call_ok<T: AsyncTransport>(client: &AsyncClient<T>, server: &RunningServer) -> Value {
     let response = client
         .send(resource_request(server))
         .await
@@ -248,7 +248,7 @@ async fn password_expiry_and_rotation(kind: ServerKind) {
         lying_about_expiry(server.token_endpoint()),
     )
     .shared_store(store.clone())
-    .start()
+    .build()
     .expect("the client starts");
 
     bounded("login", client.login(pin_user()))
@@ -317,7 +317,7 @@ async fn client_credentials(kind: ServerKind) {
             reqwest_transport(),
         )
         .credentials(|| Some(Credentials::ClientCredentials))
-        .start()
+        .build()
         .expect("the client starts");
         // No explicit login: the first call asks the credentials source.
         let body = bounded("a client-credentials call", call_ok(&client, &server)).await;
@@ -357,7 +357,7 @@ async fn reused_refresh_token(kind: ServerKind) {
     )
     .shared_store(store.clone())
     .credentials(|| Some(pin_user()))
-    .start()
+    .build()
     .expect("the client starts");
 
     bounded("the first call", call_ok(&client, &server)).await;
@@ -409,12 +409,10 @@ async fn restart(kind: ServerKind) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("tokens.json");
 
-    let first = AsyncClient::start(
-        password_config(&server, true),
-        reqwest_transport(),
-        JsonFileStore { path: path.clone() },
-    )
-    .expect("the first client starts");
+    let first = AsyncClient::builder(password_config(&server, true), reqwest_transport())
+        .store(JsonFileStore { path: path.clone() })
+        .build()
+        .expect("the first client starts");
     bounded("login", first.login(pin_user()))
         .await
         .expect("login");
@@ -423,12 +421,10 @@ async fn restart(kind: ServerKind) {
     assert!(matches!(first.bearer().await, Err(Error::Shutdown)));
 
     // No credentials source: this client can only carry on from the file.
-    let second = AsyncClient::start(
-        password_config(&server, true),
-        reqwest_transport(),
-        JsonFileStore { path: path.clone() },
-    )
-    .expect("the second client starts");
+    let second = AsyncClient::builder(password_config(&server, true), reqwest_transport())
+        .store(JsonFileStore { path: path.clone() })
+        .build()
+        .expect("the second client starts");
     bounded("a call after the restart", call_ok(&second, &server)).await;
     // Past the first token's lifetime: the second client renews with the stored refresh token.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -472,7 +468,7 @@ async fn load(kind: ServerKind) {
     let client = AsyncClient::builder(password_config(&server, true), reqwest_transport())
         .shared_store(store.clone())
         .credentials(|| Some(pin_user()))
-        .start()
+        .build()
         .expect("the client starts");
     bounded("the first call", call_ok(&client, &server)).await;
     let first = store.load().expect("the store").expect("stored tokens");
@@ -574,7 +570,7 @@ async fn cancellation(kind: ServerKind) {
             sent.clone(),
         ),
     )
-    .start()
+    .build()
     .expect("the client starts");
     bounded("login", client.login(pin_user()))
         .await
@@ -658,7 +654,7 @@ async fn shutdown_ends_the_driver_and_answers_waiting_callers() {
         .expect("a valid configuration");
     let client = AsyncClient::builder(config, silent)
         .credentials(|| Some(Credentials::ClientCredentials))
-        .start()
+        .build()
         .expect("the client starts");
     let waiting: Vec<_> = (0..10)
         .map(|_| {
@@ -690,22 +686,25 @@ fn starting_outside_a_runtime_is_an_error() {
     let config = Config::builder("http://127.0.0.1:9/token", "app")
         .build()
         .expect("a valid configuration");
-    let started = AsyncClient::start(config, reqwest_transport(), MemoryStore::new());
+    let started = AsyncClient::builder(config, reqwest_transport())
+        .store(MemoryStore::new())
+        .build();
     assert!(matches!(started, Err(Error::NoRuntime)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_typed_and_never_show_the_password() {
     let server = RunningServer::oauth2_server(json!({}));
-    let client = AsyncClient::start(
-        password_config(&server, true),
-        reqwest_transport(),
-        MemoryStore::new(),
-    )
-    .expect("the client starts");
+    let client = AsyncClient::builder(password_config(&server, true), reqwest_transport())
+        .store(MemoryStore::new())
+        .build()
+        .expect("the client starts");
     // No tokens and no credentials source.
     let error = client.bearer().await.expect_err("not logged in");
-    assert!(matches!(error, Error::NotLoggedIn), "{error:?}");
+    assert!(
+        matches!(error, Error::LoginRequired { reason: None }),
+        "{error:?}"
+    );
 
     let error = bounded(
         "a refused login",
@@ -714,7 +713,7 @@ async fn errors_are_typed_and_never_show_the_password() {
     .await
     .expect_err("a wrong password");
     let shown = format!("{error} {error:?}");
-    assert!(matches!(error, Error::Flow(_)), "{shown}");
+    assert!(matches!(error, Error::TokenRequest(_)), "{shown}");
     assert!(shown.contains("invalid_grant"), "{shown}");
     assert!(!shown.contains("wrong-secret-PW"), "{shown}");
     assert!(!shown.contains("basic-secret"), "{shown}");
@@ -724,6 +723,9 @@ async fn errors_are_typed_and_never_show_the_password() {
         .expect("login");
     bounded("a call", call_ok(&client, &server)).await;
     bounded("logout", client.logout()).await.expect("logout");
-    assert!(matches!(client.bearer().await, Err(Error::NotLoggedIn)));
+    assert!(matches!(
+        client.bearer().await,
+        Err(Error::LoginRequired { reason: None })
+    ));
     client.shutdown().await;
 }

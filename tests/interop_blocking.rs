@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use tokenflow::adapters::blocking::{BlockingClient, Error, Transport, UreqTransport};
-use tokenflow::adapters::{FileStore, MemoryStore, TokenStore};
+use tokenflow::adapters::{FileStore, TokenStore};
 use tokenflow::{ClientAuth, Config, Credentials, TransportError};
 
 use servers::{
@@ -55,11 +55,7 @@ fn json_body(response: &Response<Vec<u8>>) -> Value {
 }
 
 /// Calls the protected resource and checks that it answered 200 for `sub`.
-fn call_ok<T: Transport, S: TokenStore>(
-    client: &BlockingClient<T, S>,
-    server: &RunningServer,
-    sub: &str,
-) {
+fn call_ok<T: Transport>(client: &BlockingClient<T>, server: &RunningServer, sub: &str) {
     let response = client.send(api_get(server)).expect("the API call");
     assert_eq!(
         response.status(),
@@ -158,7 +154,7 @@ fn password_expiry_401_refresh_and_rotation(kind: ServerKind) {
     let started = Instant::now();
     let server = RunningServer::start(kind, json!({ "accessTokenTtl": 2 }));
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let client = BlockingClient::new(
+    let client = BlockingClient::builder(
         config(
             &server,
             BASIC_CLIENT,
@@ -166,8 +162,9 @@ fn password_expiry_401_refresh_and_rotation(kind: ServerKind) {
             "api offline_access",
         ),
         without_expires_in(UreqTransport::new()),
-        file_store(&dir),
     )
+    .store(file_store(&dir))
+    .build()
     .expect("a client");
 
     client.login(password(PIN_USER)).expect("the login");
@@ -223,13 +220,11 @@ fn client_credentials(kind: ServerKind) {
     ] {
         server.reset_stats();
         let client_id = client.id;
-        let client = BlockingClient::new(
-            config(&server, client, auth, "api"),
-            UreqTransport::new(),
-            MemoryStore::new(),
-        )
-        .expect("a client")
-        .with_credentials(|| Some(Credentials::ClientCredentials));
+        let client =
+            BlockingClient::builder(config(&server, client, auth, "api"), UreqTransport::new())
+                .credentials(|| Some(Credentials::ClientCredentials))
+                .build()
+                .expect("a client");
         // No explicit login: the credentials source answers the need for one.
         call_ok(&client, &server, client_id);
         call_ok(&client, &server, client_id);
@@ -266,7 +261,7 @@ fn reused_refresh_token_relogin(kind: ServerKind) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let logins = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&logins);
-    let client = BlockingClient::new(
+    let client = BlockingClient::builder(
         config(
             &server,
             BASIC_CLIENT,
@@ -274,13 +269,14 @@ fn reused_refresh_token_relogin(kind: ServerKind) {
             "api offline_access",
         ),
         UreqTransport::new(),
-        file_store(&dir),
     )
-    .expect("a client")
-    .with_credentials(move || {
+    .store(file_store(&dir))
+    .credentials(move || {
         counter.fetch_add(1, Ordering::SeqCst);
         Some(password(PIN_USER))
-    });
+    })
+    .build()
+    .expect("a client");
 
     call_ok(&client, &server, PIN_USER.username);
     assert_eq!(logins.load(Ordering::SeqCst), 1);
@@ -333,24 +329,30 @@ fn restart_from_file_store(kind: ServerKind) {
     );
     let no_login = || -> Option<Credentials> { panic!("a restored client must not log in") };
 
-    let first = BlockingClient::new(settings.clone(), UreqTransport::new(), file_store(&dir))
+    let first = BlockingClient::builder(settings.clone(), UreqTransport::new())
+        .store(file_store(&dir))
+        .build()
         .expect("a client");
     first.login(password(PIN_USER)).expect("the login");
     call_ok(&first, &server, PIN_USER.username);
     drop(first);
 
-    let second = BlockingClient::new(settings.clone(), UreqTransport::new(), file_store(&dir))
-        .expect("a restored client")
-        .with_credentials(no_login);
+    let second = BlockingClient::builder(settings.clone(), UreqTransport::new())
+        .store(file_store(&dir))
+        .credentials(no_login)
+        .build()
+        .expect("a restored client");
     call_ok(&second, &server, PIN_USER.username);
     drop(second);
     let stats = server.stats();
     assert_eq!(token_requests(&stats), 1, "{stats}");
 
     thread::sleep(Duration::from_millis(2200));
-    let third = BlockingClient::new(settings, UreqTransport::new(), file_store(&dir))
-        .expect("a restored client")
-        .with_credentials(no_login);
+    let third = BlockingClient::builder(settings, UreqTransport::new())
+        .store(file_store(&dir))
+        .credentials(no_login)
+        .build()
+        .expect("a restored client");
     call_ok(&third, &server, PIN_USER.username);
     let stats = server.stats();
     assert_eq!(count(&stats, "token_requests", "password"), 1, "{stats}");
@@ -382,7 +384,7 @@ const LOAD_DURATION: Duration = Duration::from_secs(20);
 /// Sixty-four threads share one client for twenty seconds of two-second tokens.
 fn load(kind: ServerKind) {
     let server = RunningServer::start(kind, json!({ "accessTokenTtl": 2 }));
-    let client = BlockingClient::new(
+    let client = BlockingClient::builder(
         config(
             &server,
             BASIC_CLIENT,
@@ -390,11 +392,10 @@ fn load(kind: ServerKind) {
             "api offline_access",
         ),
         UreqTransport::new(),
-        MemoryStore::new(),
     )
-    .expect("a client")
-    .with_credentials(|| Some(password(PIN_USER)))
-    .into_shared();
+    .credentials(|| Some(password(PIN_USER)))
+    .build()
+    .expect("a client");
 
     let started = Instant::now();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -485,11 +486,11 @@ fn oauth2_server_load_shared_client() {
 #[test]
 fn wrong_password_is_a_clear_error() {
     let server = RunningServer::oauth2_server(json!({}));
-    let client = BlockingClient::new(
+    let client = BlockingClient::builder(
         config(&server, BASIC_CLIENT, ClientAuth::SecretBasic, "api"),
         UreqTransport::new(),
-        MemoryStore::new(),
     )
+    .build()
     .expect("a client");
     let error = client
         .login(Credentials::password(PIN_USER.username, "not-the-password"))

@@ -324,14 +324,14 @@ fn assert_revoked(server: &RunningServer, refresh_token: &str, access_token: &st
 mod blocking_adapter {
     use super::*;
 
-    fn code_login(
-        server: &RunningServer,
-    ) -> (BlockingClient<UreqTransport, SharedStore>, SharedStore) {
+    fn code_login(server: &RunningServer) -> (BlockingClient, SharedStore) {
         let (listener, redirect_uri) = LoopbackRedirect::bind().expect("a loopback listener");
         let config = pkce_config(&metadata_blocking(server), &redirect_uri);
         let store = SharedStore::default();
-        let client =
-            BlockingClient::new(config, UreqTransport::new(), store.clone()).expect("a client");
+        let client = BlockingClient::builder(config, UreqTransport::new())
+            .store(store.clone())
+            .build()
+            .expect("a client");
         let request = client.start_authorization().expect("an authorization URL");
         let callback = browse_to_listener(&listener, &request.url);
         assert!(callback.starts_with(&redirect_uri), "{callback}");
@@ -368,7 +368,8 @@ mod blocking_adapter {
         let server = server(json!({}));
         let (_listener, redirect_uri) = LoopbackRedirect::bind().expect("a loopback listener");
         let config = pkce_config(&metadata_blocking(&server), &redirect_uri);
-        let client = BlockingClient::new(config, UreqTransport::new(), MemoryStore::new())
+        let client = BlockingClient::builder(config, UreqTransport::new())
+            .build()
             .expect("a client");
         let request = client.start_authorization().expect("an authorization URL");
         let callback = Browser::new().follow_until(&request.url, &redirect_uri);
@@ -391,14 +392,16 @@ mod blocking_adapter {
         );
     }
 
-    fn device_client(server: &RunningServer) -> BlockingClient<UreqTransport, MemoryStore> {
+    fn device_client(server: &RunningServer) -> BlockingClient {
         let config = metadata_blocking(server)
             .config_builder(PKCE_CLIENT.id)
             .scope(SCOPE)
             .request_timeout(Duration::from_secs(10))
             .build()
             .expect("a valid configuration");
-        BlockingClient::new(config, UreqTransport::new(), MemoryStore::new()).expect("a client")
+        BlockingClient::builder(config, UreqTransport::new())
+            .build()
+            .expect("a client")
     }
 
     #[test]
@@ -501,7 +504,7 @@ mod async_adapter_tests {
         let store = SharedStore::default();
         let client = AsyncClient::builder(config, ReqwestTransport::new().expect("reqwest"))
             .store(store.clone())
-            .start()
+            .build()
             .expect("a client");
         let request = client
             .start_authorization()
@@ -550,12 +553,10 @@ mod async_adapter_tests {
         let server = server(json!({}));
         let (_listener, redirect_uri) = LoopbackRedirect::bind().expect("a loopback listener");
         let config = pkce_config(&metadata(&server).await, &redirect_uri);
-        let client = AsyncClient::start(
-            config,
-            ReqwestTransport::new().expect("reqwest"),
-            MemoryStore::new(),
-        )
-        .expect("a client");
+        let client = AsyncClient::builder(config, ReqwestTransport::new().expect("reqwest"))
+            .store(MemoryStore::new())
+            .build()
+            .expect("a client");
         let request = client
             .start_authorization()
             .await
@@ -592,12 +593,10 @@ mod async_adapter_tests {
             .request_timeout(Duration::from_secs(10))
             .build()
             .expect("a valid configuration");
-        AsyncClient::start(
-            config,
-            ReqwestTransport::new().expect("reqwest"),
-            MemoryStore::new(),
-        )
-        .expect("a client")
+        AsyncClient::builder(config, ReqwestTransport::new().expect("reqwest"))
+            .store(MemoryStore::new())
+            .build()
+            .expect("a client")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,7 +132,10 @@ fn blocking_token_requests_are_never_redirected() {
     for status in STATUSES {
         let (redirecting, elsewhere) = servers(status);
         let config = config(redirecting.url("/token")).build().unwrap();
-        let client = BlockingClient::new(config, following_ureq(), MemoryStore::new()).unwrap();
+        let client = BlockingClient::builder(config, following_ureq())
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
         let error = client
             .login(Credentials::password("joe", PASSWORD))
             .unwrap_err();
@@ -160,7 +163,10 @@ fn blocking_device_authorization_is_never_redirected() {
             .device_authorization_endpoint(redirecting.url("/device"))
             .build()
             .unwrap();
-        let client = BlockingClient::new(config, following_ureq(), MemoryStore::new()).unwrap();
+        let client = BlockingClient::builder(config, following_ureq())
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
         let error = client
             .login_with_device(|code| panic!("no code was issued: {code:?}"))
             .unwrap_err();
@@ -187,7 +193,10 @@ fn blocking_revocations_are_never_redirected() {
             .revocation_endpoint(redirecting.url("/revoke"))
             .build()
             .unwrap();
-        let client = BlockingClient::new(config, following_ureq(), MemoryStore::new()).unwrap();
+        let client = BlockingClient::builder(config, following_ureq())
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
         client.login(Credentials::ClientCredentials).unwrap();
         let report = client.logout().unwrap();
         assert_revocations_refused(&report, status, &elsewhere);
@@ -221,9 +230,11 @@ fn blocking_api_redirects_are_returned_and_the_token_stays_home() {
         let (redirecting, elsewhere) = servers(status);
         let home = LocalServer::tokens("AT-HOME");
         let config = config(home.url("/token")).build().unwrap();
-        let client = BlockingClient::new(config, following_ureq(), MemoryStore::new())
-            .unwrap()
-            .with_credentials(|| Some(Credentials::ClientCredentials));
+        let client = BlockingClient::builder(config, following_ureq())
+            .store(MemoryStore::new())
+            .credentials(|| Some(Credentials::ClientCredentials))
+            .build()
+            .unwrap();
         let request = Request::get(redirecting.url("/api"))
             .body(Vec::new())
             .unwrap();
@@ -244,12 +255,12 @@ async fn async_token_requests_are_never_redirected() {
         let (redirecting, elsewhere) = servers(status);
         let config = config(redirecting.url("/token")).build().unwrap();
         let client = AsyncClient::builder(config, following_reqwest())
-            .start()
+            .build()
             .unwrap();
         let error = bounded(client.login(Credentials::password("joe", PASSWORD)))
             .await
             .unwrap_err();
-        let async_adapter::Error::Flow(flow) = &error else {
+        let async_adapter::Error::TokenRequest(flow) = &error else {
             panic!("{status}: {error:?}");
         };
         assert_eq!(flow.attempts, 1, "a redirect is not retried");
@@ -272,12 +283,12 @@ async fn async_device_authorization_is_never_redirected() {
             .build()
             .unwrap();
         let client = AsyncClient::builder(config, following_reqwest())
-            .start()
+            .build()
             .unwrap();
         let error = bounded(client.login_with_device(|code| panic!("no code: {code:?}")))
             .await
             .unwrap_err();
-        let async_adapter::Error::Flow(flow) = &error else {
+        let async_adapter::Error::TokenRequest(flow) = &error else {
             panic!("{status}: {error:?}");
         };
         assert_cause(
@@ -302,7 +313,7 @@ async fn async_revocations_are_never_redirected() {
             .build()
             .unwrap();
         let client = AsyncClient::builder(config, following_reqwest())
-            .start()
+            .build()
             .unwrap();
         bounded(client.login(Credentials::ClientCredentials))
             .await
@@ -349,7 +360,7 @@ async fn async_api_redirects_are_returned_and_the_token_stays_home() {
         // The default transport, as the README's quickstart builds it.
         let client = AsyncClient::builder(config, ReqwestTransport::new().unwrap())
             .credentials(|| Some(Credentials::ClientCredentials))
-            .start()
+            .build()
             .unwrap();
         let request = Request::get(redirecting.url("/api"))
             .body(Vec::new())

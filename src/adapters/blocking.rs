@@ -1,5 +1,5 @@
-//! A blocking run loop: [`BlockingClient`] for one thread, [`SharedBlockingClient`] for many,
-//! over any [`Transport`] (a ready-made one on `ureq`: [`UreqTransport`]).
+//! The blocking client: [`BlockingClient`], over any [`Transport`] (a ready-made one on
+//! `ureq`: [`UreqTransport`]).
 //!
 //! ```no_run
 //! use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
@@ -10,11 +10,13 @@
 //! let config = Config::builder("https://login.example.com/connect/token", "my-client")
 //!     .client_secret("my-secret")
 //!     .scope("api offline_access")
+//!     .allow_api_origin("https://api.example.com") // the token goes there and nowhere else
 //!     .build()?;
-//! let client = BlockingClient::new(config, UreqTransport::new(), FileStore::new("tokens.json"))?
+//! let client = BlockingClient::builder(config, UreqTransport::new())
+//!     .store(FileStore::new("tokens.json"))
 //!     // A backend with a dedicated user logs in again by itself when it must.
-//!     .with_credentials(|| Some(Credentials::password("service-user", "its-password")))
-//!     .into_shared();
+//!     .credentials(|| Some(Credentials::password("service-user", "its-password")))
+//!     .build()?;
 //! let request = http::Request::get("https://api.example.com/things").body(Vec::new())?;
 //! let response = client.send(request)?;
 //! # let _ = response;
@@ -24,57 +26,45 @@
 //!
 //! # How callers share one flow
 //!
-//! The flow, and the bookkeeping around it, sit behind one mutex that is never held across
-//! IO. Each caller locks, asks the flow for a token and gets one of:
+//! All the bookkeeping is the [engine](super)'s; this client only performs IO and waits. A
+//! caller holding a valid token takes it from the token at hand without any lock but a shared
+//! read. Otherwise it locks the engine and gets one of:
 //!
 //! * a ready token: it takes it and goes, without waiting for anyone;
-//! * work (a token request to send, tokens to save or delete) while no one else performs
-//!   any: it becomes the one thread that performs IO. It marks itself as such, unlocks,
-//!   performs that one item, locks again, reports the result to the flow, clears the mark
-//!   and wakes everyone waiting on the condition variable;
+//! * work (a token request to send, tokens to save or delete, the credentials source to ask):
+//!   it unlocks, performs that one item, locks again and reports the outcome, then wakes
+//!   everyone waiting on the condition variable;
 //! * nothing to do yet (someone else performs the IO, or a retry is backing off): it waits on
 //!   the condition variable, at most until the flow's next deadline, then asks again.
 //!
 //! So a herd of callers hitting an expired token makes one token request; the others wait for
 //! its outcome (`AccessReady`, or the failure, which each of them gets). A proactive renewal
 //! is performed by the first caller that finds it due; the others keep using the current
-//! token meanwhile. Work is performed one item at a time, in the order the flow asked for it,
-//! so the tokens are saved before their access token is released and store writes never
-//! overtake each other.
+//! token meanwhile. Tokens are saved before their access token is released, and store writes
+//! are performed one at a time, in order. A caller that panics while performing an item
+//! reports it abandoned as it unwinds.
 //!
-//! There is no background thread: the flow moves when callers call. A credentials source is
-//! called with the lock held, so it must return quickly and must not call the client.
+//! There is no background thread: the flow moves when callers call.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 
-use crate::Config;
-use crate::adapters::engine::{CredentialsSource, Engine, Step, Ticket, Want, Work};
-use crate::adapters::interactive::{
-    LogoutReport, METADATA_KINDS, METADATA_MAX_BODY, METADATA_TIMEOUT, oversized_metadata,
-    read_metadata, try_next_kind,
-};
+use crate::adapters::builder::{Client, ClientBuilder, sealed};
+use crate::adapters::driver::wait_for;
+use crate::adapters::engine::{Performed, Step, Ticket, Want, Work};
+use crate::adapters::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use crate::adapters::log;
-use crate::adapters::store::{StoreError, TokenStore};
-use crate::discovery::{DiscoveryError, ProviderMetadata, metadata_request};
+use crate::adapters::shared::{Assignment, Shared, Wake};
+use crate::discovery::ProviderMetadata;
 use crate::grant::Credentials;
 use crate::input::{TransportError, TransportErrorKind};
 use crate::interactive::{AuthorizationRequest, DeviceAuthorization};
-use crate::output::{Bearer, RequestId};
+use crate::output::Bearer;
+use crate::{Config, TokenInfo};
 
-pub use crate::adapters::engine::Error;
-
-/// The longest a waiting caller sleeps before looking at the flow again, even if no one wakes
-/// it. Waking is prompt in practice; this only bounds the damage of a missed wake-up.
-const MAX_WAIT: Duration = Duration::from_millis(250);
-
-/// The default timeout of an API request made with [`BlockingClient::send`].
-pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The default largest API response body read by [`BlockingClient::send`].
-pub const DEFAULT_API_MAX_BODY: usize = 16 * 1024 * 1024;
+pub use crate::adapters::error::Error;
 
 /// Performs one HTTP exchange, blocking.
 ///
@@ -117,11 +107,12 @@ where
 
 /// A [`Transport`] over a `ureq` 3 agent (rustls with the ring provider).
 ///
-/// Every request gets a global timeout running to its deadline, statuses are never errors,
-/// and redirects are never followed, whatever the agent's own settings: a `3xx` is returned
-/// as it is. Following one would re-send a token request's password, client secret or
-/// refresh token, or an API request's access token, to wherever `Location` points (and take
-/// whatever that host answers); the flow reports a redirect from the authorization server as
+/// Every phase of a request (connecting, sending it, awaiting the response, reading its body)
+/// gets the time left until its deadline, statuses are never errors, and redirects are never
+/// followed, whatever the agent's own settings: a `3xx` is returned as it is. Following one
+/// would re-send a token request's password, client secret or refresh token, or an API
+/// request's access token, to wherever `Location` points (and take whatever that host
+/// answers); the flow reports a redirect from the authorization server as
 /// [`FailureCause::Redirect`](crate::FailureCause::Redirect), and `send` hands an API's
 /// redirect to the caller.
 ///
@@ -197,7 +188,16 @@ impl UreqTransport {
             .configure_request(request)
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(timeout))
+            // Each phase gets the time left rather than one overall timeout: with an overall
+            // timeout ureq resolves the host name on a thread of its own for every request,
+            // pooled connection or not, which costs more than a whole exchange on a local
+            // network. The host name is then resolved by the system's resolver, whose own
+            // timeouts apply.
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .build()
     }
 }
@@ -278,13 +278,12 @@ fn ureq_error(error: ureq::Error) -> TransportError {
 ///
 /// ```no_run
 /// use tokenflow::adapters::blocking::{BlockingClient, UreqTransport, fetch_metadata};
-/// use tokenflow::adapters::MemoryStore;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let transport = UreqTransport::new();
 /// let metadata = fetch_metadata(&transport, "https://id.example")?;
 /// let config = metadata.config_builder("my-device").scope("openid offline_access").build()?;
-/// let client = BlockingClient::new(config, transport, MemoryStore::new())?;
+/// let client = BlockingClient::builder(config, transport).build()?;
 /// # let _ = client;
 /// # Ok(())
 /// # }
@@ -297,362 +296,81 @@ pub fn fetch_metadata<T: Transport>(
     transport: &T,
     issuer: &str,
 ) -> Result<ProviderMetadata, Error> {
-    let mut last = Error::Discovery(DiscoveryError::InvalidIssuer("not an absolute URL"));
-    for kind in METADATA_KINDS {
-        let request = metadata_request(issuer, kind).map_err(Error::Discovery)?;
-        let deadline = Instant::now()
-            .checked_add(METADATA_TIMEOUT)
-            .unwrap_or_else(Instant::now);
-        let response = transport
-            .send(request, deadline, METADATA_MAX_BODY)
-            .map_err(Error::Transport)?;
-        if let Some(error) = oversized_metadata(&response) {
-            return Err(Error::Transport(error));
-        }
-        match read_metadata(issuer, &response) {
-            Ok(metadata) => return Ok(metadata),
-            Err(error) if try_next_kind(&error) => last = Error::Discovery(error),
-            Err(error) => return Err(Error::Discovery(error)),
+    let mut fetch = MetadataFetch::new(issuer);
+    while let Some((request, deadline)) = fetch.next_request()? {
+        if let Some(outcome) = fetch.answer(transport.send(request, deadline, METADATA_MAX_BODY)) {
+            return outcome;
         }
     }
-    Err(last)
+    Err(fetch.failure())
 }
 
-/// Settings of the API requests made by `send`.
-#[derive(Debug, Clone, Copy)]
-struct ApiSettings {
-    timeout: Duration,
-    max_body: usize,
-}
-
-struct State {
-    engine: Engine,
-    /// A caller is performing IO for the flow.
-    performing: bool,
-}
-
-/// What both clients share: the flow behind a mutex that is never held across IO.
-struct Inner<T, S> {
-    state: Mutex<State>,
-    /// Signalled whenever performed IO was reported, and after commands.
-    changed: Condvar,
-    transport: T,
-    store: S,
-    /// The configuration's limit for token-endpoint bodies.
-    token_max_body: usize,
-    /// The configuration, for the check of where the access token may go.
-    config: Config,
-    api: ApiSettings,
-}
-
-impl<T: Transport, S: TokenStore> Inner<T, S> {
-    fn new(config: Config, transport: T, store: S) -> Result<Self, Error> {
-        let stored = store.load().map_err(|e| Error::Store(Arc::new(e)))?;
-        let token_max_body = config.max_body_bytes();
-        Ok(Inner {
-            config: config.clone(),
-            state: Mutex::new(State {
-                engine: Engine::new(config, stored)?,
-                performing: false,
-            }),
-            changed: Condvar::new(),
-            transport,
-            store,
-            token_max_body,
-            api: ApiSettings {
-                timeout: DEFAULT_API_TIMEOUT,
-                max_body: DEFAULT_API_MAX_BODY,
-            },
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_credentials(&self, source: CredentialsSource) {
-        self.lock().engine.set_credentials(source);
-    }
-
-    fn login(&self, credentials: Credentials) -> Result<(), Error> {
-        let mut state = self.lock();
-        let ticket = state.engine.ticket(Want::Login);
-        state.engine.login(Instant::now(), credentials);
-        self.changed.notify_all();
-        self.run(state, ticket, None).map(|_| ())
-    }
-
-    fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
-        let mut state = self.lock();
-        state
-            .engine
-            .start_authorization(Instant::now())
-            .map_err(Error::Authorization)
-    }
-
-    fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
-        let mut state = self.lock();
-        let ticket = state.engine.ticket(Want::Login);
-        state
-            .engine
-            .complete_authorization(Instant::now(), callback)
-            .map_err(Error::Authorization)?;
-        self.changed.notify_all();
-        self.run(state, ticket, None).map(|_| ())
-    }
-
-    fn login_with_device(&self, on_code: impl FnOnce(&DeviceAuthorization)) -> Result<(), Error> {
-        let mut state = self.lock();
-        let ticket = state.engine.ticket(Want::Login);
-        state
-            .engine
-            .start_device_authorization(Instant::now())
-            .map_err(Error::Authorization)?;
-        self.changed.notify_all();
-        let mut on_code = Some(on_code);
-        let mut show = |device: &DeviceAuthorization| {
-            if let Some(on_code) = on_code.take() {
-                on_code(device);
-            }
-        };
-        self.run(state, ticket, Some(&mut show))
-            .map(|_| ())
-            .map_err(Error::for_device_login)
-    }
-
-    fn bearer(&self) -> Result<Bearer, Error> {
-        let mut state = self.lock();
-        let ticket = state.engine.ticket(Want::Bearer);
-        match self.run(state, ticket, None)? {
-            Some(bearer) => Ok(bearer),
-            // A bearer wait ends with a token or an error; this only keeps the types honest.
-            None => Err(Error::LoginRequired { reason: None }),
-        }
-    }
-
-    fn logout(&self) -> Result<LogoutReport, Error> {
-        let mut state = self.lock();
-        let ticket = state.engine.ticket(Want::Settled);
-        state.engine.logout(Instant::now());
-        self.changed.notify_all();
-        self.run(state, ticket, None)?;
-        Ok(self.lock().engine.logout_report())
-    }
-
-    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        // Before any IO, a token request included: the token must not go there at all.
-        self.config
-            .check_api_request(request.uri())
-            .map_err(Error::ApiRequestRefused)?;
-        let bearer = self.bearer()?;
-        let response = self.call_api(request.clone(), &bearer)?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        {
-            let mut state = self.lock();
-            state
-                .engine
-                .unauthorized(Instant::now(), bearer.generation(), response.headers());
-        }
-        self.changed.notify_all();
-        let newer = self.bearer()?;
-        if newer.generation() == bearer.generation() {
-            // The flow kept the token (`insufficient_scope`, say): the 401 is the answer.
-            return Ok(response);
-        }
-        log::api_retry(bearer.generation(), newer.generation());
-        self.call_api(request, &newer)
-    }
-
-    fn call_api(
-        &self,
-        mut request: Request<Vec<u8>>,
-        bearer: &Bearer,
-    ) -> Result<Response<Vec<u8>>, Error> {
-        bearer.authorize(&mut request);
-        log::api_request(request.method(), request.uri());
-        let deadline = Instant::now()
-            .checked_add(self.api.timeout)
-            .unwrap_or_else(Instant::now);
-        let response = self
-            .transport
-            .send(request, deadline, self.api.max_body)
-            .map_err(Error::Transport)?;
-        if response.body().len() > self.api.max_body {
-            return Err(Error::Transport(TransportError::new(
-                TransportErrorKind::BodyTooLarge,
-                format!(
-                    "the API response is larger than {} bytes",
-                    self.api.max_body
-                ),
-            )));
-        }
-        Ok(response)
-    }
-
-    /// Steps the flow for `ticket` until it is done, performing work when no one else does and
-    /// waiting otherwise. Returns the token for a bearer wait, `None` for the others. A device
-    /// login's user code is handed to `on_device`, without the lock.
-    fn run<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State>,
-        mut ticket: Ticket,
-        mut on_device: Option<&mut dyn FnMut(&DeviceAuthorization)>,
-    ) -> Result<Option<Bearer>, Error> {
-        loop {
-            let now = Instant::now();
-            let may_perform = !state.performing;
-            match state.engine.step(now, &mut ticket, may_perform) {
-                Step::Ready(bearer) => return Ok(Some(bearer)),
-                Step::Done => return Ok(None),
-                Step::Fail(error) => return Err(error),
-                Step::Work(work) => state = self.perform(state, work),
-                Step::Device(device) => {
-                    if let Some(show) = on_device.as_mut() {
-                        drop(state);
-                        show(&device);
-                        state = self.lock();
-                    }
-                }
-                Step::Wait(until) => {
-                    let wait = until
-                        .map(|until| until.saturating_duration_since(now))
-                        .unwrap_or(MAX_WAIT)
-                        .clamp(Duration::from_millis(1), MAX_WAIT);
-                    state = self
-                        .changed
-                        .wait_timeout(state, wait)
-                        .map(|(state, _)| state)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
-            }
-        }
-    }
-
-    /// Performs one work item without the lock, reports it, and wakes the waiting callers.
-    fn perform<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State>,
-        work: Work,
-    ) -> MutexGuard<'a, State> {
-        state.performing = true;
-        drop(state);
-        let mut guard = Performing {
-            inner: self,
-            save: match &work {
-                Work::Save(number, _) => Some(*number),
-                _ => None,
-            },
-            armed: true,
-        };
-        let done = match work {
-            Work::Send(request, deadline) => Performed::Sent(
-                request.id,
-                self.transport
-                    .send(request.request, deadline, self.token_max_body),
-            ),
-            Work::Save(number, tokens) => Performed::Saved(number, self.store.save(&tokens)),
-            Work::Clear => Performed::Cleared(self.store.clear()),
-        };
-        guard.armed = false;
-        let mut state = self.lock();
-        let now = Instant::now();
-        match done {
-            Performed::Sent(id, result) => state.engine.sent(now, id, result),
-            Performed::Saved(number, result) => state.engine.saved(now, number, result),
-            Performed::Cleared(result) => state.engine.cleared(result),
-        }
-        state.performing = false;
-        self.changed.notify_all();
-        state
+impl Wake for Condvar {
+    fn wake_all(&self) {
+        self.notify_all();
     }
 }
 
-/// The outcome of a work item, to report once the lock is taken again.
-enum Performed {
-    Sent(RequestId, Result<Response<Vec<u8>>, TransportError>),
-    Saved(u64, Result<(), StoreError>),
-    Cleared(Result<(), StoreError>),
-}
-
-/// Hands the right to perform IO back if its holder unwinds (a transport or store panicked),
-/// so that the other callers are not left waiting for it.
-struct Performing<'a, T: Transport, S: TokenStore> {
-    inner: &'a Inner<T, S>,
-    save: Option<u64>,
-    armed: bool,
-}
-
-impl<T: Transport, S: TokenStore> Drop for Performing<'_, T, S> {
-    fn drop(&mut self) {
-        if self.armed {
-            let mut state = self.inner.lock();
-            state.engine.abandoned(Instant::now(), self.save);
-            state.performing = false;
-            self.inner.changed.notify_all();
-        }
-    }
-}
-
-/// Keeps a valid access token for one owner, blocking the calling thread for token requests.
+/// Keeps a valid access token for any number of threads, blocking the calling thread for
+/// token requests. `Clone` (a reference count), and `Send + Sync` when the transport is.
 ///
-/// Restores the tokens in its [`TokenStore`] when created, saves every new set before using
-/// it, and deletes them when they are cleared. To share one client between threads, turn it
-/// into a [`SharedBlockingClient`].
-pub struct BlockingClient<T: Transport, S: TokenStore> {
-    inner: Inner<T, S>,
+/// Made with [`builder`](Self::builder). Restores the tokens in its
+/// [`TokenStore`](crate::adapters::TokenStore) when built, saves every new set before using
+/// it, and deletes them when they are cleared. See the [module documentation](self) for how
+/// callers share it.
+pub struct BlockingClient<T = UreqTransport> {
+    shared: Arc<Shared<T, Condvar>>,
 }
 
-impl<T: Transport, S: TokenStore> std::fmt::Debug for BlockingClient<T, S> {
+impl<T> Clone for BlockingClient<T> {
+    fn clone(&self) -> Self {
+        BlockingClient {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for BlockingClient<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockingClient").finish_non_exhaustive()
     }
 }
 
-impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
-    /// A client for `config` sending through `transport` and keeping tokens in `store`. When
-    /// the store holds tokens, the client carries on with them without logging in.
+impl<T: Transport> sealed::Sealed for BlockingClient<T> {}
+
+impl<T: Transport> Client for BlockingClient<T> {
+    type Transport = T;
+}
+
+impl<T: Transport> ClientBuilder<BlockingClient<T>> {
+    /// Restores the tokens found in the store, if any, and makes the client. When the store
+    /// holds tokens, the client carries on with them without logging in.
     ///
     /// Fails with [`Error::Store`] when the store cannot be read (a corrupt file included:
     /// it is left for the application to look at, or to delete before trying again) and with
     /// [`Error::Restore`] when its tokens cannot be used.
-    pub fn new(config: Config, transport: T, store: S) -> Result<Self, Error> {
+    pub fn build(self) -> Result<BlockingClient<T>, Error> {
         Ok(BlockingClient {
-            inner: Inner::new(config, transport, store)?,
+            shared: Arc::new(Shared::new(self, Condvar::new())?),
         })
     }
+}
 
-    /// Answers the flow's need for a login (no tokens yet, a refresh token rejected or spent)
-    /// with credentials from `source`, so that a backend with a dedicated user or with client
-    /// credentials never needs a person. `source` returning `None` leaves callers with
-    /// [`Error::LoginRequired`]. It is called with the client's lock held: keep it quick, and
-    /// do not call the client from it.
-    pub fn with_credentials(
-        self,
-        source: impl FnMut() -> Option<Credentials> + Send + 'static,
-    ) -> Self {
-        self.inner.set_credentials(Box::new(source));
-        self
-    }
-
-    /// The timeout of API requests made with [`send`](Self::send) (default 30 s).
-    pub fn with_api_timeout(mut self, timeout: Duration) -> Self {
-        self.inner.api.timeout = timeout;
-        self
-    }
-
-    /// The largest API response body [`send`](Self::send) accepts (default 16 MiB); a larger
-    /// one is a [`TransportErrorKind::BodyTooLarge`] error.
-    pub fn with_api_max_body(mut self, bytes: usize) -> Self {
-        self.inner.api.max_body = bytes;
-        self
+impl<T: Transport> BlockingClient<T> {
+    /// Configures a client for `config`, sending through `transport` (token requests and
+    /// [`send`](Self::send) alike).
+    pub fn builder(config: Config, transport: T) -> ClientBuilder<Self> {
+        ClientBuilder::new(config, transport)
     }
 
     /// Logs in and blocks until the new tokens are saved, or the login fails
     /// ([`Error::TokenRequest`], [`Error::Store`]). Tokens held before stay in use until then.
     pub fn login(&self, credentials: Credentials) -> Result<(), Error> {
-        self.inner.login(credentials)
+        let (ticket, ()) = self.shared.begin(Want::Login, |engine, now| {
+            engine.login(now, credentials);
+            Ok(())
+        })?;
+        self.run(ticket, None).map(|_| ())
     }
 
     /// Starts an authorization-code login with PKCE (RFC 6749 §4.1, RFC 7636): returns the URL
@@ -661,7 +379,12 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     /// [`LoopbackRedirect`](crate::adapters::LoopbackRedirect) for desktop and command-line
     /// applications). A later call replaces a pending one.
     pub fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
-        self.inner.start_authorization()
+        let (_, request) = self.shared.begin(Want::Login, |engine, now| {
+            engine
+                .start_authorization(now)
+                .map_err(Error::Authorization)
+        })?;
+        Ok(request)
     }
 
     /// Completes the authorization-code login with the URL the browser was redirected to (or
@@ -672,7 +395,12 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     /// the server, or no login waiting for it. Otherwise it fails like
     /// [`login`](Self::login) when the code exchange does.
     pub fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
-        self.inner.complete_authorization(callback)
+        let (ticket, ()) = self.shared.begin(Want::Login, |engine, now| {
+            engine
+                .complete_authorization(now, callback)
+                .map_err(Error::Authorization)
+        })?;
+        self.run(ticket, None).map(|_| ())
     }
 
     /// Logs in with the device authorization grant (RFC 8628) and blocks until the user has
@@ -687,23 +415,63 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
         &self,
         on_code: impl FnOnce(&DeviceAuthorization),
     ) -> Result<(), Error> {
-        self.inner.login_with_device(on_code)
+        let (ticket, ()) = self.shared.begin(Want::Login, |engine, now| {
+            engine
+                .start_device_authorization(now)
+                .map_err(Error::Authorization)
+        })?;
+        let mut on_code = Some(on_code);
+        let mut show = |device: &DeviceAuthorization| {
+            if let Some(on_code) = on_code.take() {
+                on_code(device);
+            }
+        };
+        self.run(ticket, Some(&mut show))
+            .map(|_| ())
+            .map_err(Error::for_device_login)
     }
 
-    /// A valid access token, blocking through a renewal (and its retries) when one is needed.
-    /// Before attaching it to a request of one's own, check the request's URL with
-    /// [`Config::check_api_request`], as [`send`](Self::send) does.
+    /// A valid access token: at once when one is held, otherwise after the one token request
+    /// that every waiting caller shares (a renewal, or a login through the credentials
+    /// source), blocking through its retries. Before attaching it to a request of one's own,
+    /// check the request's URL with [`Config::check_api_request`], as [`send`](Self::send)
+    /// does.
     ///
     /// Fails with [`Error::LoginRequired`] when only a new login can help and the credentials
     /// source (if any) gave none, [`Error::TokenRequest`] when the token request failed after
     /// its retries, and [`Error::Store`] when the new tokens could not be saved.
+    #[inline]
     pub fn bearer(&self) -> Result<Bearer, Error> {
-        self.inner.bearer()
+        match self.shared.cached(crate::adapters::driver::now()) {
+            Some(bearer) => Ok(bearer),
+            None => self.wait_for_bearer(),
+        }
+    }
+
+    /// Reports that an API refused `bearer` with a 401 whose headers are `headers`, and waits
+    /// for what the flow makes of it: `Some` newer token to retry with, or `None` when there is
+    /// no newer one (the 401 was not about the token, for example `insufficient_scope`).
+    ///
+    /// For applications that make API requests with their own HTTP client; [`send`](Self::send)
+    /// does this itself. Retry at most once per request.
+    pub fn unauthorized(
+        &self,
+        bearer: &Bearer,
+        headers: &HeaderMap,
+    ) -> Result<Option<Bearer>, Error> {
+        let refused = bearer.generation();
+        let (ticket, ()) = self.shared.begin(Want::Bearer, |engine, now| {
+            engine.unauthorized(now, refused, headers);
+            Ok(())
+        })?;
+        let current = self.run_for_bearer(ticket)?;
+        Ok((current.generation() > refused).then_some(current))
     }
 
     /// Sends an API request with the access token. On `401 Unauthorized` it reports the
     /// refusal to the flow, gets a newer token (renewing if needed) and sends the request
-    /// again, once, if the token changed; otherwise the 401 response is returned.
+    /// again, once, if the token changed; otherwise the 401 response is returned. The retry is
+    /// a clone of the request, extensions included.
     ///
     /// Any other status is returned as it is, a redirect (`3xx`) included: it is never
     /// followed, so the access token never goes anywhere but the request's own URL.
@@ -712,106 +480,143 @@ impl<T: Transport, S: TokenStore> BlockingClient<T, S> {
     /// (cleartext `http://` only where the token endpoint may use it) and, when the
     /// configuration names API origins, one of them; otherwise [`Error::ApiRequestRefused`].
     /// Other errors are those of [`bearer`](Self::bearer), and [`Error::Transport`] when the
-    /// request itself failed.
+    /// request itself failed or its body was larger than the builder's `api_max_body`.
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        self.inner.send(request)
+        // Before any IO, a token request included: the token must not go there at all.
+        self.shared.check_api_request(request.uri())?;
+        let bearer = self.bearer()?;
+        let retry = request.clone();
+        let response = self.call(request, &bearer)?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        match self.unauthorized(&bearer, response.headers())? {
+            Some(newer) => {
+                log::api_retry(bearer.generation(), newer.generation());
+                self.call(retry, &newer)
+            }
+            None => Ok(response),
+        }
     }
 
-    /// Forgets the tokens and deletes them from the store. A token request under way is
-    /// abandoned. With a revocation endpoint configured, it then revokes the refresh token
-    /// and the access token (RFC 7009) and blocks until both revocations are done, retries
-    /// included; what became of them is in the [`LogoutReport`]. A failed revocation does not
-    /// fail the logout: the tokens are gone locally all the same.
+    /// Forgets the tokens and deletes them from the store; callers waiting for a token get
+    /// [`Error::LoggedOut`], and with a credentials source the next call logs in again. A
+    /// token request under way is abandoned. With a revocation endpoint configured, it then
+    /// revokes the refresh token and the access token (RFC 7009) and blocks until both
+    /// revocations are done, retries included; what became of them is in the
+    /// [`LogoutReport`]. A failed revocation does not fail the logout: the tokens are gone
+    /// locally all the same.
     ///
     /// Fails only with [`Error::Store`] when the stored tokens could not be deleted.
     pub fn logout(&self) -> Result<LogoutReport, Error> {
-        self.inner.logout()
+        let (ticket, ()) = self.shared.begin(Want::Settled, |engine, now| {
+            engine.logout(now);
+            Ok(())
+        })?;
+        self.run(ticket, None)?;
+        Ok(self.shared.lock().logout_report())
     }
 
-    /// Turns this client into one that can be cloned and shared between threads.
-    pub fn into_shared(self) -> SharedBlockingClient<T, S> {
-        SharedBlockingClient {
-            inner: Arc::new(self.inner),
+    /// What the client holds — whether it has an access and a refresh token, when they
+    /// expire, their scope and generation — without a secret; `None` before any login and
+    /// after a logout. It never starts a token request. Its monotonic times (`expires_at`)
+    /// count from when the client was built; the `_unix` ones are wall-clock times.
+    pub fn token_info(&self) -> Option<TokenInfo> {
+        self.shared.token_info()
+    }
+
+    #[cold]
+    fn wait_for_bearer(&self) -> Result<Bearer, Error> {
+        let (ticket, ()) = self.shared.begin(Want::Bearer, |_, _| Ok(()))?;
+        self.run_for_bearer(ticket)
+    }
+
+    fn run_for_bearer(&self, ticket: Ticket) -> Result<Bearer, Error> {
+        match self.run(ticket, None)? {
+            Some(bearer) => Ok(bearer),
+            // A bearer wait ends with a token or an error; this only keeps the types honest.
+            None => Err(Error::LoginRequired { reason: None }),
         }
     }
-}
 
-/// A [`BlockingClient`] that threads share: `Clone` (a reference count), and `Send + Sync`
-/// when the transport is.
-///
-/// The flow sits behind a mutex never held across IO: one caller at a time performs the
-/// token request while the others wait on a condition variable, and callers finding a ready
-/// token take it without waiting (see the [module documentation](self)).
-pub struct SharedBlockingClient<T: Transport, S: TokenStore> {
-    inner: Arc<Inner<T, S>>,
-}
-
-impl<T: Transport, S: TokenStore> Clone for SharedBlockingClient<T, S> {
-    fn clone(&self) -> Self {
-        SharedBlockingClient {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<T: Transport, S: TokenStore> std::fmt::Debug for SharedBlockingClient<T, S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedBlockingClient")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Transport, S: TokenStore> SharedBlockingClient<T, S> {
-    /// A shared client; see [`BlockingClient::new`]. Configure it through
-    /// [`BlockingClient`] and [`into_shared`](BlockingClient::into_shared) to set a
-    /// credentials source or API settings.
-    pub fn new(config: Config, transport: T, store: S) -> Result<Self, Error> {
-        BlockingClient::new(config, transport, store).map(BlockingClient::into_shared)
+    fn call(&self, request: Request<Vec<u8>>, bearer: &Bearer) -> Result<Response<Vec<u8>>, Error> {
+        let (request, deadline) = self.shared.api_request(request, bearer);
+        let result = self
+            .shared
+            .transport
+            .send(request, deadline, self.shared.api_max_body());
+        self.shared.api_response(result)
     }
 
-    /// Sets (or replaces) the credentials source; see [`BlockingClient::with_credentials`].
-    pub fn set_credentials(&self, source: impl FnMut() -> Option<Credentials> + Send + 'static) {
-        self.inner.set_credentials(Box::new(source));
-    }
-
-    /// See [`BlockingClient::login`].
-    pub fn login(&self, credentials: Credentials) -> Result<(), Error> {
-        self.inner.login(credentials)
-    }
-
-    /// See [`BlockingClient::start_authorization`].
-    pub fn start_authorization(&self) -> Result<AuthorizationRequest, Error> {
-        self.inner.start_authorization()
-    }
-
-    /// See [`BlockingClient::complete_authorization`].
-    pub fn complete_authorization(&self, callback: &str) -> Result<(), Error> {
-        self.inner.complete_authorization(callback)
-    }
-
-    /// See [`BlockingClient::login_with_device`].
-    pub fn login_with_device(
+    /// Steps the engine for `ticket` until it is done, performing work and waiting. Returns
+    /// the token for a bearer wait, `None` for the others. A device login's user code is
+    /// handed to `on_device`, without the lock.
+    fn run(
         &self,
-        on_code: impl FnOnce(&DeviceAuthorization),
-    ) -> Result<(), Error> {
-        self.inner.login_with_device(on_code)
+        mut ticket: Ticket,
+        mut on_device: Option<&mut dyn FnMut(&DeviceAuthorization)>,
+    ) -> Result<Option<Bearer>, Error> {
+        let mut engine = self.shared.lock();
+        loop {
+            let now = crate::adapters::driver::now();
+            match engine.step(now, &mut ticket) {
+                Step::Ready(bearer) => return Ok(Some(bearer)),
+                Step::Done => return Ok(None),
+                Step::Fail(error) => return Err(error),
+                Step::Work(work) => {
+                    drop(engine);
+                    self.perform(work);
+                    engine = self.shared.lock();
+                }
+                Step::Device(device) => {
+                    if let Some(show) = on_device.as_mut() {
+                        drop(engine);
+                        show(&device);
+                        engine = self.shared.lock();
+                    }
+                }
+                Step::Wait(until) => {
+                    engine = self
+                        .shared
+                        .waiters
+                        .wait_timeout(engine, wait_for(now, until))
+                        .map(|(engine, _)| engine)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            }
+        }
     }
 
-    /// See [`BlockingClient::bearer`].
-    pub fn bearer(&self) -> Result<Bearer, Error> {
-        self.inner.bearer()
-    }
-
-    /// See [`BlockingClient::send`].
-    pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        self.inner.send(request)
-    }
-
-    /// See [`BlockingClient::logout`].
-    pub fn logout(&self) -> Result<LogoutReport, Error> {
-        self.inner.logout()
+    /// Performs one work item on this thread and reports it.
+    fn perform(&self, work: Work) {
+        let assignment = Assignment::new(&self.shared, &work);
+        let performed = match work {
+            Work::Send(request, deadline) => {
+                let shared = assignment.shared();
+                // An answer arriving after the deadline is reported all the same: the flow
+                // decides what a late answer is worth (a renewal's may carry the only
+                // successor of a rotated refresh token).
+                let result =
+                    shared
+                        .transport
+                        .send(request.request, deadline, shared.token_max_body);
+                Some(Performed::Sent(request.id, result))
+            }
+            local => assignment.shared().perform_locally(local),
+        };
+        // `None` cannot happen (a token request is sent above); dropped, the assignment would
+        // report the item abandoned.
+        if let Some(performed) = performed {
+            assignment.done(performed);
+        }
     }
 }
+
+// The client is shared across threads.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<BlockingClient>();
+};
 
 #[cfg(test)]
 mod tests {
@@ -821,8 +626,6 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::adapters::store::MemoryStore;
-    use crate::token::StoredTokens;
 
     fn config() -> Config {
         Config::builder("http://127.0.0.1:9/token", "client")
@@ -890,10 +693,10 @@ mod tests {
         let world = Arc::new(World::default());
         let seen = Arc::clone(&world);
         let transport = move |request| Ok(seen.handle(request, Duration::from_millis(200)));
-        let client = BlockingClient::new(config(), transport, MemoryStore::new())
-            .unwrap()
-            .with_credentials(|| Some(Credentials::ClientCredentials))
-            .into_shared();
+        let client = BlockingClient::builder(config(), transport)
+            .credentials(|| Some(Credentials::ClientCredentials))
+            .build()
+            .unwrap();
         let callers: Vec<_> = (0..8)
             .map(|_| {
                 let client = client.clone();
@@ -908,61 +711,16 @@ mod tests {
         assert_eq!(world.token_requests.load(Ordering::SeqCst), 1);
     }
 
-    /// Fails the first `failures` saves.
-    struct FlakyStore {
-        failures: AtomicUsize,
-        inner: MemoryStore,
-    }
-
-    impl TokenStore for FlakyStore {
-        fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
-            self.inner.load()
-        }
-        fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
-            let left = self.failures.load(Ordering::SeqCst);
-            if left > 0 {
-                self.failures.store(left - 1, Ordering::SeqCst);
-                return Err(StoreError::Io {
-                    path: "tokens.json".into(),
-                    source: std::io::Error::other("disk full"),
-                });
-            }
-            self.inner.save(tokens)
-        }
-        fn clear(&self) -> Result<(), StoreError> {
-            self.inner.clear()
-        }
-    }
-
-    #[test]
-    fn tokens_are_not_used_until_saved() {
-        let world = Arc::new(World::default());
-        let seen = Arc::clone(&world);
-        let transport = move |request| Ok(seen.handle(request, Duration::ZERO));
-        let store = FlakyStore {
-            failures: AtomicUsize::new(1),
-            inner: MemoryStore::new(),
-        };
-        let client = BlockingClient::new(config(), transport, store).unwrap();
-        let error = client.login(Credentials::ClientCredentials).unwrap_err();
-        assert!(matches!(error, Error::Store(_)), "{error:?}");
-        assert!(client.inner.store.load().unwrap().is_none());
-        // The next call saves them again, and only then uses them.
-        let bearer = client.bearer().unwrap();
-        assert_eq!(bearer.generation().get(), 1);
-        assert!(client.inner.store.load().unwrap().is_some());
-        assert_eq!(world.token_requests.load(Ordering::SeqCst), 1);
-    }
-
     #[test]
     fn a_401_is_retried_once_and_only_with_a_newer_token() {
         let world = Arc::new(World::default());
         world.accept_from.store(2, Ordering::SeqCst);
         let seen = Arc::clone(&world);
         let transport = move |request| Ok(seen.handle(request, Duration::ZERO));
-        let client = BlockingClient::new(config(), transport, MemoryStore::new())
-            .unwrap()
-            .with_credentials(|| Some(Credentials::ClientCredentials));
+        let client = BlockingClient::builder(config(), transport)
+            .credentials(|| Some(Credentials::ClientCredentials))
+            .build()
+            .unwrap();
         assert_eq!(client.send(api_request()).unwrap().status(), 200);
         assert_eq!(world.token_requests.load(Ordering::SeqCst), 2);
         assert_eq!(world.api_calls.load(Ordering::SeqCst), 2);
@@ -986,10 +744,10 @@ mod tests {
             }
             Ok(seen.handle(request, Duration::ZERO))
         };
-        let client = BlockingClient::new(config(), transport, MemoryStore::new())
-            .unwrap()
-            .with_credentials(|| Some(Credentials::ClientCredentials))
-            .into_shared();
+        let client = BlockingClient::builder(config(), transport)
+            .credentials(|| Some(Credentials::ClientCredentials))
+            .build()
+            .unwrap();
         let first = client.clone();
         assert!(thread::spawn(move || first.bearer()).join().is_err());
         // The lost request ends at its deadline and is retried.

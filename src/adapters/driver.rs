@@ -1,12 +1,13 @@
-//! Small pieces every run loop needs: a seed, a bound on one drain, and a copy of an API
-//! request for its single retry after a 401.
+//! Small pieces every run loop needs: the clock, a seed, a bound on one drain, and how long a
+//! waiting caller sleeps.
 //!
 //! Adapters are the only part of the crate that reads clocks or gathers entropy; these
-//! helpers (and [`HostClock`](super::clock::HostClock)) keep that in one place.
+//! helpers (and [`HostClock`](super::clock::HostClock), where instants become the flow's
+//! timestamps) keep that in one place.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::seed::Seed;
 use crate::time::UnixTime;
@@ -15,16 +16,36 @@ use crate::time::UnixTime;
 /// flow reaches `Idle` in far fewer; the bound only keeps a misbehaving loop from spinning.
 pub(crate) const DRAIN_BOUND: usize = 64;
 
+/// The longest a waiting caller sleeps before looking at the flow again, even if no one wakes
+/// it. Waking is prompt in practice; this only bounds the damage of a missed wake-up.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// The monotonic clock.
+#[inline]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// `now` plus `duration`, or `now` when that cannot be represented.
+pub(crate) fn deadline(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration).unwrap_or(now)
+}
+
+/// How long a caller told to wait `until` (at the latest) sleeps before asking again.
+pub(crate) fn wait_for(now: Instant, until: Option<Instant>) -> Duration {
+    until
+        .map(|until| until.saturating_duration_since(now))
+        .unwrap_or(MAX_WAIT)
+        .clamp(Duration::from_millis(1), MAX_WAIT)
+}
+
 /// 32 bytes from the operating system's RNG for the flow's seed: they become PKCE verifiers
 /// and `state` values, which must be unguessable. Should the OS refuse, the standard library's
 /// randomly keyed hashers stand in, mixed with the time and the process id.
 pub(crate) fn seed() -> Seed {
     let mut bytes = [0u8; 32];
     if getrandom::fill(&mut bytes).is_err() {
-        let (now, wall) = (
-            Instant::now(),
-            UnixTime::from_system_time(SystemTime::now()),
-        );
+        let (now, wall) = (now(), UnixTime::from_system_time(SystemTime::now()));
         for (i, chunk) in bytes.chunks_mut(8).enumerate() {
             let word = RandomState::new().hash_one((i, wall.as_millis(), std::process::id(), now));
             chunk.copy_from_slice(&word.to_le_bytes());

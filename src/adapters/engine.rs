@@ -1,139 +1,101 @@
-//! The part of a run loop that does not depend on how IO is done: it drains the flow, turns
-//! its outputs into [`Work`] for whoever performs IO, remembers the outcomes callers wait for,
-//! answers `LoginRequired` from a credentials source, and reads the clocks. Callers speak in
-//! [`Instant`]s; the engine turns them into the flow's timestamps with its [`HostClock`].
+//! Everything a client does that is not IO: it drains the flow, turns its outputs into
+//! [`Work`] for whoever performs IO, orders store writes, remembers the outcomes callers wait
+//! for, answers `LoginRequired` through a credentials source, keeps the logout report and the
+//! token at hand ([`TokenCache`]).
 //!
-//! An adapter keeps one [`Engine`] behind its lock and asks it for a [`Step`] on behalf of each
-//! caller. The engine never performs IO itself, so the lock is never held across any: an
-//! adapter takes a [`Work`] item out, unlocks, performs it, locks again and feeds the result
-//! back. Work items are handed out in the order the flow produced them, one at a time, so
-//! store writes keep their order and a token is never released before it is saved.
+//! Both clients keep one [`Engine`] behind a mutex and ask it for a [`Step`] on behalf of
+//! each caller. The engine never performs IO, never blocks and never calls back into the
+//! application, so the mutex is only ever held for bookkeeping: a caller takes a [`Work`]
+//! item out, unlocks, performs it (or has a task perform it), and the outcome is reported
+//! back with [`Engine::report`] — or [`Engine::abandoned`] if it never completes.
 //!
-//! Nothing here blocks or sleeps, so an async adapter can use it as well as the blocking one.
-#![cfg_attr(not(feature = "blocking"), allow(dead_code))]
+//! Store writes and deletions are handed out one at a time, in the order the flow produced
+//! them, and the flow is not polled while new tokens are unsaved: a token is never released
+//! before it is saved, and store writes never overtake each other. Token requests may be
+//! performed side by side.
+//!
+//! Callers speak in [`Instant`]s; the engine turns them into the flow's [`Timestamp`]s (and
+//! the flow's deadlines back into instants) with the client's one [`HostClock`].
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::adapters::cache::TokenCache;
 use crate::adapters::clock::HostClock;
 use crate::adapters::driver::{DRAIN_BOUND, seed};
-use crate::adapters::interactive::{DeviceEnd, LogoutReport, device_end};
+use crate::adapters::error::Error;
+use crate::adapters::interactive::LogoutReport;
 use crate::adapters::log;
 use crate::adapters::store::StoreError;
-use crate::api_origin::ApiRequestError;
-use crate::discovery::DiscoveryError;
-use crate::error::FlowError;
 use crate::grant::Credentials;
 use crate::input::{Input, TransportError};
 use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
 use crate::time::Timestamp;
-use crate::token::{RestoreError, StoredTokens};
-use crate::{Config, TokenFlow};
+use crate::token::StoredTokens;
+use crate::{Config, RequestId, TokenFlow};
 
-/// Answers `LoginRequired`: returns credentials to log in with, or `None` to leave the
-/// callers with [`Error::LoginRequired`].
-pub(crate) type CredentialsSource = Box<dyn FnMut() -> Option<Credentials> + Send>;
+/// Answers `LoginRequired`: credentials to log in with, or `None` to leave the callers with
+/// [`Error::LoginRequired`]. Called outside every lock, as IO.
+pub(crate) type CredentialsSource = Arc<dyn Fn() -> Option<Credentials> + Send + Sync>;
 
-/// Why an adapter could not give a caller what it asked for. `Display` never shows a secret.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Error {
-    /// No token can be had without a new login, and no credentials source supplied one.
-    LoginRequired {
-        /// Why the flow asked for a login; `None` when no login ever happened.
-        reason: Option<LoginRequiredReason>,
-    },
-    /// The token request failed for good, after its retries.
-    TokenRequest(FlowError),
-    /// The token store failed. When a save failed, the new tokens are held back until a
-    /// later call manages to save them.
-    Store(Arc<StoreError>),
-    /// The tokens in the store could not be restored.
-    Restore(RestoreError),
-    /// An API request could not be completed (or a metadata document fetched).
-    Transport(TransportError),
-    /// An authorization-code login could not start, or its callback was refused (a wrong
-    /// `state` or `iss`, an `error` from the server, no login waiting for it).
-    Authorization(AuthorizationError),
-    /// The user refused the device login (`access_denied`, RFC 8628 §3.5).
-    DeviceDenied(FlowError),
-    /// The device code expired before the user approved the login (`expired_token`, or its
-    /// lifetime passed).
-    DeviceExpired(FlowError),
-    /// The authorization server's metadata could not be used.
-    Discovery(DiscoveryError),
-    /// `send` refused to attach the access token to the request, before any IO: cleartext
-    /// `http://` off loopback, or an origin the configuration does not allow.
-    ApiRequestRefused(ApiRequestError),
+/// IO to perform without the engine's lock, then report with [`Engine::report`].
+pub(crate) enum Work {
+    /// Send a token request, giving up at the instant of its deadline; report
+    /// [`Performed::Sent`].
+    Send(HttpRequest, Instant),
+    /// Save the tokens; report [`Performed::Saved`] with the same number.
+    Save(u64, StoredTokens),
+    /// Delete the stored tokens; report [`Performed::Cleared`].
+    Clear,
+    /// Ask the credentials source; report [`Performed::Given`] with the same number.
+    Ask(u64, CredentialsSource),
 }
 
-impl Error {
-    /// Turns a device login's refusal or expiry into its own variant.
-    pub(crate) fn for_device_login(self) -> Error {
+impl Work {
+    /// What to report if this item is never completed.
+    pub(crate) fn taken(&self) -> Taken {
         match self {
-            Error::TokenRequest(error) => match device_end(&error) {
-                Some(DeviceEnd::Denied) => Error::DeviceDenied(error),
-                Some(DeviceEnd::Expired) => Error::DeviceExpired(error),
-                None => Error::TokenRequest(error),
-            },
-            other => other,
+            Work::Send(request, _) => Taken::Send(request.id),
+            Work::Save(number, _) => Taken::Save(*number),
+            Work::Clear => Taken::Clear,
+            Work::Ask(number, _) => Taken::Ask(*number),
         }
+    }
+
+    fn is_store(&self) -> bool {
+        matches!(self, Work::Save(..) | Work::Clear)
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Debug for Work {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::LoginRequired {
-                reason: Some(reason),
-            } => {
-                write!(f, "login required: {reason}")
-            }
-            Error::LoginRequired { reason: None } => f.write_str("login required: no tokens"),
-            Error::TokenRequest(error) => write!(f, "token request failed: {error}"),
-            Error::Store(error) => write!(f, "token store failed: {error}"),
-            Error::Restore(error) => write!(f, "cannot restore the stored tokens: {error}"),
-            Error::Transport(error) => write!(f, "request failed: {error}"),
-            Error::Authorization(error) => write!(f, "authorization failed: {error}"),
-            Error::DeviceDenied(_) => f.write_str("the device login was denied by the user"),
-            Error::DeviceExpired(_) => {
-                f.write_str("the device code expired before the login was approved")
-            }
-            Error::Discovery(error) => write!(f, "discovery failed: {error}"),
-            Error::ApiRequestRefused(error) => error.fmt(f),
+            Work::Send(request, _) => f.debug_tuple("Send").field(&request.id).finish(),
+            Work::Save(number, _) => f.debug_tuple("Save").field(number).finish(),
+            Work::Clear => f.write_str("Clear"),
+            Work::Ask(number, _) => f.debug_tuple("Ask").field(number).finish(),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::LoginRequired { .. } => None,
-            Error::TokenRequest(error) => Some(error),
-            Error::Store(error) => Some(error.as_ref()),
-            Error::Restore(error) => Some(error),
-            Error::Transport(error) => Some(error),
-            Error::Authorization(error) => Some(error),
-            Error::DeviceDenied(error) | Error::DeviceExpired(error) => Some(error),
-            Error::Discovery(error) => Some(error),
-            Error::ApiRequestRefused(error) => Some(error),
-        }
-    }
-}
-
-/// IO to perform, outside the lock, then report back to the [`Engine`].
-#[derive(Debug)]
-pub(crate) enum Work {
-    /// Send a token request, giving up at the instant of its deadline; report with
-    /// [`Engine::sent`].
-    Send(HttpRequest, Instant),
-    /// Save the tokens; report with [`Engine::saved`], with the same number.
-    Save(u64, StoredTokens),
-    /// Delete the stored tokens; report with [`Engine::cleared`].
+/// A work item handed out, as named when it is abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    Send(RequestId),
+    Save(u64),
     Clear,
+    Ask(u64),
+}
+
+/// The outcome of a [`Work`] item.
+pub(crate) enum Performed {
+    Sent(RequestId, Result<http::Response<Vec<u8>>, TransportError>),
+    Saved(u64, Result<(), StoreError>),
+    Cleared(Result<(), StoreError>),
+    Given(u64, Option<Credentials>),
 }
 
 /// What a caller should do next.
@@ -145,9 +107,9 @@ pub(crate) enum Step {
     Done,
     /// Give up with this error.
     Fail(Error),
-    /// Perform this, then report it and ask again.
+    /// Perform this (or have it performed), then ask again.
     Work(Work),
-    /// Nothing to do: wait until this instant, or until whoever performs IO reports.
+    /// Nothing to do: wait until this instant, or until an outcome is reported.
     Wait(Option<Instant>),
     /// A device login has a user code to show (for [`Want::Login`]); show it and ask again.
     Device(DeviceAuthorization),
@@ -172,17 +134,23 @@ pub(crate) struct Ticket {
     failures: u64,
     readies: u64,
     devices: u64,
+    logouts: u64,
     /// It has seen `Pending` (or started a login), so a failure from now on is its answer.
     waited: bool,
-    auto_logins: u8,
+    /// It has waited on the credentials source once; a second `LoginRequired` is its answer.
+    asked: bool,
 }
 
-/// The flow with the adapter-side bookkeeping; see the module documentation.
+/// The flow with the host-side bookkeeping; see the module documentation.
 pub(crate) struct Engine {
     flow: TokenFlow,
+    /// The client's clock: where callers' instants become the flow's timestamps.
     clock: HostClock,
     credentials: Option<CredentialsSource>,
+    cache: Arc<TokenCache>,
     work: VecDeque<Work>,
+    /// A `Save` or `Clear` is handed out and not yet reported: the next one waits for it.
+    store_busy: bool,
     /// Tokens handed out for saving and not yet saved, numbered. While set, the flow is not
     /// polled: the next poll would release their access token.
     unsaved: Option<(u64, StoredTokens)>,
@@ -190,6 +158,10 @@ pub(crate) struct Engine {
     save_outstanding: Option<u64>,
     /// Numbers saves, so that a save finishing after a logout cannot release later tokens.
     next_save: u64,
+    /// The question to the credentials source queued or being answered, if any.
+    asking: Option<u64>,
+    /// Numbers questions, so that an answer arriving after a logout is not acted on.
+    next_ask: u64,
     idle_until: Option<Timestamp>,
     /// Counts `AccessReady` events.
     readies: u64,
@@ -200,8 +172,11 @@ pub(crate) struct Engine {
     /// Counts `DeviceAuthorization` events; `device` is the latest.
     devices: u64,
     device: Option<DeviceAuthorization>,
+    /// Counts logouts, which end every wait begun before them.
+    logouts: u64,
     /// The revocation outcomes since the last logout.
     logout_report: LogoutReport,
+    shut_down: bool,
 }
 
 impl fmt::Debug for Engine {
@@ -209,7 +184,7 @@ impl fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("flow", &self.flow)
             .field("credentials", &self.credentials.is_some())
-            .field("work", &self.work.len())
+            .field("work", &self.work)
             .field("unsaved", &self.unsaved.is_some())
             .field("idle_until", &self.idle_until)
             .finish_non_exhaustive()
@@ -218,7 +193,11 @@ impl fmt::Debug for Engine {
 
 impl Engine {
     /// A flow restored from `stored`, or a new one. Reads the clocks and seeds the flow.
-    pub(crate) fn new(config: Config, stored: Option<StoredTokens>) -> Result<Engine, Error> {
+    pub(crate) fn new(
+        config: Config,
+        stored: Option<StoredTokens>,
+        credentials: Option<CredentialsSource>,
+    ) -> Result<Engine, Error> {
         let (clock, now, wall) = HostClock::start();
         let flow = match stored {
             Some(stored) => {
@@ -230,11 +209,15 @@ impl Engine {
         Ok(Engine {
             flow,
             clock,
-            credentials: None,
+            credentials,
+            cache: Arc::default(),
             work: VecDeque::new(),
+            store_busy: false,
             unsaved: None,
             save_outstanding: None,
             next_save: 0,
+            asking: None,
+            next_ask: 0,
             idle_until: None,
             readies: 0,
             failures: 0,
@@ -242,28 +225,42 @@ impl Engine {
             login_reason: None,
             devices: 0,
             device: None,
+            logouts: 0,
             logout_report: LogoutReport::default(),
+            shut_down: false,
         })
     }
 
-    /// Sets the source asked for credentials when a login is needed.
-    pub(crate) fn set_credentials(&mut self, source: CredentialsSource) {
-        self.credentials = Some(source);
+    /// What the flow holds, without a secret.
+    pub(crate) fn token_info(&self) -> Option<crate::TokenInfo> {
+        self.flow.token_info()
+    }
+
+    /// The token at hand, which callers read without this engine's lock.
+    pub(crate) fn cache(&self) -> &Arc<TokenCache> {
+        &self.cache
+    }
+
+    /// Whether [`shut_down`](Self::shut_down) was called.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// Starts a wait. A save that failed earlier is queued again, so each new call retries it.
     pub(crate) fn ticket(&mut self, want: Want) -> Ticket {
         if let (Some((number, tokens)), None) = (&self.unsaved, self.save_outstanding) {
-            self.work.push_back(Work::Save(*number, tokens.clone()));
+            let work = Work::Save(*number, tokens.clone());
             self.save_outstanding = Some(*number);
+            self.queue(work);
         }
         Ticket {
             want,
             failures: self.failures,
             readies: self.readies,
             devices: self.devices,
+            logouts: self.logouts,
             waited: want != Want::Bearer,
-            auto_logins: 0,
+            asked: false,
         }
     }
 
@@ -315,20 +312,30 @@ impl Engine {
         self.logout_report.clone()
     }
 
-    /// Logs out: any save not yet started is dropped, and the flow forgets the tokens and
-    /// starts revoking them.
+    /// Logs out: every wait begun before ends with [`Error::LoggedOut`], any save or question
+    /// not yet started is dropped (and the outcome of one under way ignored), and the flow
+    /// forgets the tokens and starts revoking them.
     pub(crate) fn logout(&mut self, now: Instant) {
         let now = self.clock.at(now);
+        self.logouts += 1;
         self.logout_report = LogoutReport::default();
-        let before = self.work.len();
-        self.work.retain(|w| !matches!(w, Work::Save(..)));
-        if self.work.len() < before {
-            self.save_outstanding = None;
-        }
+        self.login_reason = None;
+        self.cache.clear();
+        self.work
+            .retain(|w| !matches!(w, Work::Save(..) | Work::Ask(..)));
+        self.save_outstanding = None;
         self.unsaved = None;
+        self.asking = None;
         self.flow.logout(now);
         log::logout();
         self.drain(now);
+    }
+
+    /// Ends every wait with [`Error::Shutdown`], now and later.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shut_down(&mut self) {
+        self.shut_down = true;
+        self.cache.clear();
     }
 
     /// Reports an API's 401 for a token of `generation`.
@@ -340,80 +347,97 @@ impl Engine {
     ) {
         let now = self.clock.at(now);
         log::unauthorized(generation);
+        self.cache.clear();
         self.flow
             .handle_input(now, Input::unauthorized(generation, headers));
         self.drain(now);
     }
 
-    /// Reports the outcome of a [`Work::Send`].
-    pub(crate) fn sent(
-        &mut self,
-        now: Instant,
-        id: crate::RequestId,
-        result: Result<http::Response<Vec<u8>>, TransportError>,
-    ) {
+    /// Reports the outcome of a work item handed out by [`step`](Self::step).
+    pub(crate) fn report(&mut self, now: Instant, performed: Performed) {
         let now = self.clock.at(now);
-        let input = match result {
-            Ok(response) => {
-                log::token_response(id, response.status());
-                Input::Response { id, response }
+        match performed {
+            Performed::Sent(id, result) => {
+                let input = match result {
+                    Ok(response) => {
+                        log::token_response(id, response.status());
+                        Input::Response { id, response }
+                    }
+                    Err(error) => {
+                        log::token_transport_failure(id, &error);
+                        Input::Failed { id, error }
+                    }
+                };
+                self.flow.handle_input(now, input);
             }
-            Err(error) => {
-                log::token_transport_failure(id, &error);
-                Input::Failed { id, error }
+            Performed::Saved(number, result) => {
+                self.store_busy = false;
+                if self.save_outstanding == Some(number) {
+                    self.save_outstanding = None;
+                }
+                // After a logout (and perhaps a new login) these tokens are no longer the
+                // ones held back: the outcome concerns nobody.
+                if self.unsaved.as_ref().is_some_and(|(n, _)| *n == number) {
+                    match result {
+                        Ok(()) => self.unsaved = None,
+                        Err(error) => {
+                            log::store_failure("save", &error);
+                            self.record_failure(Error::store(error));
+                        }
+                    }
+                }
             }
-        };
-        self.flow.handle_input(now, input);
-        self.drain(now);
-    }
-
-    /// Reports the outcome of a [`Work::Save`]. On success the flow goes on (and releases the
-    /// new access token); on failure the tokens stay held back and the callers waiting get
-    /// the error.
-    pub(crate) fn saved(&mut self, now: Instant, number: u64, result: Result<(), StoreError>) {
-        let now = self.clock.at(now);
-        if self.save_outstanding == Some(number) {
-            self.save_outstanding = None;
-        }
-        // After a logout (and perhaps a new login) these tokens are no longer the ones held
-        // back: the outcome concerns nobody.
-        if self.unsaved.as_ref().is_some_and(|(n, _)| *n == number) {
-            match result {
-                Ok(()) => self.unsaved = None,
-                Err(error) => {
-                    log::store_failure("save", &error);
-                    self.record_failure(Error::Store(Arc::new(error)));
+            Performed::Cleared(result) => {
+                self.store_busy = false;
+                if let Err(error) = result {
+                    log::store_failure("clear", &error);
+                    self.record_failure(Error::store(error));
+                }
+            }
+            Performed::Given(number, credentials) => {
+                if self.asking == Some(number) {
+                    self.asking = None;
+                    if let Some(credentials) = credentials {
+                        log::login(&credentials);
+                        self.flow.login(now, credentials);
+                    }
                 }
             }
         }
         self.drain(now);
     }
 
-    /// Reports the outcome of a [`Work::Clear`].
-    pub(crate) fn cleared(&mut self, result: Result<(), StoreError>) {
-        if let Err(error) = result {
-            log::store_failure("clear", &error);
-            self.record_failure(Error::Store(Arc::new(error)));
-        }
+    /// Reports that a work item was handed out and will never complete (its performer
+    /// panicked, or its task was dropped). A token request is a failure that may have reached
+    /// the server, a save or deletion a store failure, a question unanswered.
+    pub(crate) fn abandoned(&mut self, now: Instant, taken: Taken) {
+        let interrupted = |what: &str| StoreError::Io {
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other(format!("the {what} was interrupted")),
+        };
+        let performed = match taken {
+            Taken::Send(id) => Performed::Sent(
+                id,
+                Err(TransportError::interrupted(
+                    "the token request was abandoned",
+                )),
+            ),
+            Taken::Save(number) => Performed::Saved(number, Err(interrupted("save"))),
+            Taken::Clear => Performed::Cleared(Err(interrupted("deletion"))),
+            Taken::Ask(number) => Performed::Given(number, None),
+        };
+        self.report(now, performed);
     }
 
-    /// Reports that a work item was taken and never completed (its performer panicked). A lost
-    /// token request ends at its deadline, like one that got no answer; a lost save fails.
-    pub(crate) fn abandoned(&mut self, now: Instant, save: Option<u64>) {
-        if let Some(number) = save {
-            let error = std::io::Error::other("the save was interrupted");
-            let error = StoreError::Io {
-                path: std::path::PathBuf::new(),
-                source: error,
-            };
-            self.saved(now, number, Err(error));
-        }
-    }
-
-    /// The next step for `ticket`. `may_perform` says whether the caller may take work (no
-    /// one else is performing any).
-    pub(crate) fn step(&mut self, now: Instant, ticket: &mut Ticket, may_perform: bool) -> Step {
+    /// The next step for `ticket`.
+    pub(crate) fn step(&mut self, now: Instant, ticket: &mut Ticket) -> Step {
         let now = self.clock.at(now);
+        if self.shut_down {
+            return Step::Fail(Error::Shutdown);
+        }
+        if ticket.want != Want::Settled && ticket.logouts != self.logouts {
+            return Step::Fail(Error::LoggedOut);
+        }
         if self.idle_until.is_some_and(|until| until <= now) {
             self.flow.handle_input(now, Input::Timeout);
         }
@@ -432,43 +456,53 @@ impl Engine {
                 if self.readies != ticket.readies {
                     return Step::Done;
                 }
-                self.work_or_wait(may_perform)
+                self.work_or_wait()
             }
-            Want::Settled => match (may_perform, self.work.pop_front()) {
-                (true, Some(work)) => Step::Work(work),
-                // A revocation backing off before its retry: wait for it.
-                (true, None) if self.flow.revoking() => self.wait(),
-                (true, None) => Step::Done,
-                (false, _) => self.wait(),
+            Want::Settled => match self.take_work() {
+                Some(work) => Step::Work(work),
+                // A store write under way, or a revocation backing off before its retry.
+                None if !self.work.is_empty() || self.store_busy || self.flow.revoking() => {
+                    self.wait()
+                }
+                None => Step::Done,
             },
-            Want::Bearer => self.bearer_step(now, ticket, may_perform),
+            Want::Bearer => self.bearer_step(now, ticket),
         }
     }
 
-    fn bearer_step(&mut self, now: Timestamp, ticket: &mut Ticket, may_perform: bool) -> Step {
+    fn bearer_step(&mut self, now: Timestamp, ticket: &mut Ticket) -> Step {
         let access = self.flow.access(now);
         self.drain(now);
         match access {
-            // A ready token may come with work (a proactive renewal starting): the caller that
-            // may perform it does, then takes the token; the others take it at once.
-            Access::Ready(bearer) => match self.take_work(may_perform) {
+            // A ready token may come with work (a proactive renewal starting): the caller
+            // performs it (or hands it to a task) and asks again, so that it is never left
+            // queued while every caller takes the token.
+            Access::Ready(bearer) => match self.take_work() {
                 Some(work) => Step::Work(work),
-                None => Step::Ready(bearer),
+                None => {
+                    self.keep_at_hand(&bearer);
+                    Step::Ready(bearer)
+                }
             },
             Access::Pending => {
                 ticket.waited = true;
-                self.work_or_wait(may_perform)
+                self.work_or_wait()
             }
             Access::LoginRequired => {
-                if let Some(work) = self.take_work(may_perform) {
+                if let Some(work) = self.take_work() {
                     return Step::Work(work);
                 }
-                if ticket.auto_logins == 0 && self.credentials.is_some() {
-                    ticket.auto_logins += 1;
+                if self.asking.is_some() {
+                    // Another caller's question to the credentials source is this one's too.
                     ticket.waited = true;
-                    if self.login_from_source(now) {
-                        return self.work_or_wait(may_perform);
-                    }
+                    ticket.asked = true;
+                    return self.wait();
+                }
+                if !ticket.asked && self.credentials.is_some() {
+                    ticket.asked = true;
+                    ticket.waited = true;
+                    self.ask();
+                    return self.work_or_wait();
                 }
                 Step::Fail(Error::LoginRequired {
                     reason: self.login_reason.clone(),
@@ -477,16 +511,37 @@ impl Engine {
         }
     }
 
-    fn take_work(&mut self, may_perform: bool) -> Option<Work> {
-        if may_perform {
-            self.work.pop_front()
-        } else {
-            None
+    /// Caches `bearer` when nothing is left to do, until the flow next needs attention or the
+    /// token ends, whichever is first.
+    fn keep_at_hand(&self, bearer: &Bearer) {
+        if !self.work.is_empty() {
+            return;
         }
+        let Some(expires_at) = self.flow.bearer_expires_at() else {
+            return;
+        };
+        let valid_until = match self.idle_until {
+            Some(until) => until.min(expires_at),
+            None => expires_at,
+        };
+        self.cache
+            .set(bearer.clone(), self.clock.instant(valid_until));
     }
 
-    fn work_or_wait(&mut self, may_perform: bool) -> Step {
-        match self.take_work(may_perform) {
+    /// The next work item, unless it is a store write waiting for the one under way.
+    fn take_work(&mut self) -> Option<Work> {
+        let front = self.work.front()?;
+        if front.is_store() {
+            if self.store_busy {
+                return None;
+            }
+            self.store_busy = true;
+        }
+        self.work.pop_front()
+    }
+
+    fn work_or_wait(&mut self) -> Step {
+        match self.take_work() {
             Some(work) => Step::Work(work),
             None => self.wait(),
         }
@@ -495,6 +550,27 @@ impl Engine {
     /// Wait until the flow next needs the time, or until someone reports.
     fn wait(&self) -> Step {
         Step::Wait(self.idle_until.map(|until| self.clock.instant(until)))
+    }
+
+    /// Queues work; callers must come to the engine to find it, so the cache is emptied.
+    fn queue(&mut self, work: Work) {
+        self.cache.clear();
+        self.work.push_back(work);
+    }
+
+    /// Queues a question to the credentials source, unless one is under way.
+    fn ask(&mut self) {
+        let Some(source) = &self.credentials else {
+            return;
+        };
+        if self.asking.is_some() {
+            return;
+        }
+        let number = self.next_ask;
+        self.next_ask += 1;
+        self.asking = Some(number);
+        let work = Work::Ask(number, Arc::clone(source));
+        self.queue(work);
     }
 
     fn failure(&self) -> Error {
@@ -506,17 +582,6 @@ impl Engine {
     fn record_failure(&mut self, error: Error) {
         self.failures += 1;
         self.last_failure = Some(error);
-    }
-
-    /// Asks the credentials source and logs in with what it gives; false when it gives
-    /// nothing.
-    fn login_from_source(&mut self, now: Timestamp) -> bool {
-        let Some(credentials) = self.credentials.as_mut().and_then(|source| source()) else {
-            return false;
-        };
-        log::login(&credentials);
-        self.flow.login(now, credentials);
-        true
     }
 
     /// Polls the flow until `Idle`, or until tokens must be saved before it may go on.
@@ -533,10 +598,10 @@ impl Engine {
                 Output::Send(request) => {
                     log::token_request(&request);
                     let deadline = self.clock.instant(request.deadline);
-                    self.work.push_back(Work::Send(request, deadline));
+                    self.queue(Work::Send(request, deadline));
                 }
                 Output::Event(event) => {
-                    if self.on_event(now, event) {
+                    if self.on_event(event) {
                         return;
                     }
                 }
@@ -547,25 +612,27 @@ impl Engine {
     }
 
     /// Acts on an event; true when polling must stop until the tokens are saved.
-    fn on_event(&mut self, now: Timestamp, event: Event) -> bool {
+    fn on_event(&mut self, event: Event) -> bool {
         log::event(&event);
         match event {
             Event::TokensUpdated(tokens) => {
                 let number = self.next_save;
                 self.next_save += 1;
-                self.work.push_back(Work::Save(number, tokens.clone()));
+                self.queue(Work::Save(number, tokens.clone()));
                 self.unsaved = Some((number, tokens));
                 self.save_outstanding = Some(number);
                 return true;
             }
-            Event::TokensCleared => self.work.push_back(Work::Clear),
+            Event::TokensCleared => self.queue(Work::Clear),
+            // New tokens always come through `TokensUpdated`, whose save emptied the cache:
+            // the next caller takes the new token from the flow, and keeps it at hand.
             Event::AccessReady { .. } => {
                 self.readies += 1;
                 self.login_reason = None;
             }
             Event::LoginRequired { reason } => {
                 self.login_reason = Some(reason);
-                self.login_from_source(now);
+                self.ask();
             }
             Event::Failed(error) => self.record_failure(Error::TokenRequest(error)),
             Event::DeviceAuthorization(device) => {
@@ -579,5 +646,388 @@ impl Engine {
             Event::Store(_) => {}
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config() -> Config {
+        Config::builder("https://id.example/token", "client")
+            .client_secret("secret")
+            .build()
+            .unwrap()
+    }
+
+    fn token_response(n: u32) -> http::Response<Vec<u8>> {
+        let body = format!(
+            r#"{{"access_token":"AT-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-{n}"}}"#
+        );
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(body.into_bytes())
+            .unwrap()
+    }
+
+    /// A credentials source giving client credentials (or nothing), counting its calls.
+    fn source(gives: bool) -> (CredentialsSource, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let source: CredentialsSource = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            gives.then_some(Credentials::ClientCredentials)
+        });
+        (source, calls)
+    }
+
+    fn work(step: Step) -> Work {
+        match step {
+            Step::Work(work) => work,
+            other => panic!("expected work, got {other:?}"),
+        }
+    }
+
+    fn generation(step: Step) -> u64 {
+        match step {
+            Step::Ready(bearer) => bearer.generation().get(),
+            other => panic!("expected a token, got {other:?}"),
+        }
+    }
+
+    /// Performs a question to the credentials source as a client would, outside the engine.
+    fn answer(engine: &mut Engine, now: Instant, work: Work) {
+        let Work::Ask(number, source) = work else {
+            panic!("expected a question, got {work:?}");
+        };
+        engine.report(now, Performed::Given(number, source()));
+    }
+
+    /// Answers a token request with token set `n`.
+    fn respond(engine: &mut Engine, now: Instant, work: Work, n: u32) {
+        let Work::Send(request, _) = work else {
+            panic!("expected a token request, got {work:?}");
+        };
+        engine.report(now, Performed::Sent(request.id, Ok(token_response(n))));
+    }
+
+    fn save(engine: &mut Engine, now: Instant, work: Work, result: Result<(), StoreError>) {
+        let Work::Save(number, _) = work else {
+            panic!("expected a save, got {work:?}");
+        };
+        engine.report(now, Performed::Saved(number, result));
+    }
+
+    fn disk_full() -> StoreError {
+        StoreError::Io {
+            path: "tokens.json".into(),
+            source: std::io::Error::other("disk full"),
+        }
+    }
+
+    /// Logs in with client credentials and saves the tokens: a token of generation 1 is held.
+    fn logged_in(now: Instant) -> Engine {
+        let mut engine = Engine::new(config(), None, None).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::ClientCredentials);
+        let send = work(engine.step(now, &mut login));
+        respond(&mut engine, now, send, 1);
+        let stored = work(engine.step(now, &mut login));
+        save(&mut engine, now, stored, Ok(()));
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+        engine
+    }
+
+    #[test]
+    fn a_herd_of_callers_shares_one_question_and_one_token_request() {
+        let now = Instant::now();
+        let (source, asked) = source(true);
+        let mut engine = Engine::new(config(), None, Some(source)).unwrap();
+        let mut herd: Vec<Ticket> = (0..5).map(|_| engine.ticket(Want::Bearer)).collect();
+
+        let question = work(engine.step(now, &mut herd[0]));
+        for ticket in &mut herd[1..] {
+            assert!(matches!(engine.step(now, ticket), Step::Wait(_)));
+        }
+        // The engine never calls the source itself: the client does, outside the lock.
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        answer(&mut engine, now, question);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+        let request = work(engine.step(now, &mut herd[1]));
+        for ticket in &mut herd {
+            assert!(matches!(engine.step(now, ticket), Step::Wait(_)));
+        }
+        respond(&mut engine, now, request, 1);
+        let stored = work(engine.step(now, &mut herd[2]));
+        save(&mut engine, now, stored, Ok(()));
+        for ticket in &mut herd {
+            assert_eq!(generation(engine.step(now, ticket)), 1);
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_token_is_released_only_once_saved_and_a_failed_save_is_retried_by_the_next_call() {
+        let now = Instant::now();
+        let mut engine = Engine::new(config(), None, None).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::ClientCredentials);
+        let request = work(engine.step(now, &mut login));
+        respond(&mut engine, now, request, 1);
+
+        let stored = work(engine.step(now, &mut login));
+        let mut early = engine.ticket(Want::Bearer);
+        assert!(matches!(engine.step(now, &mut early), Step::Wait(_)));
+        assert!(engine.work.is_empty(), "one save at a time");
+        assert!(engine.cache().get(now).is_none());
+        save(&mut engine, now, stored, Err(disk_full()));
+        assert!(matches!(
+            engine.step(now, &mut login),
+            Step::Fail(Error::Store(_))
+        ));
+        assert!(matches!(
+            engine.step(now, &mut early),
+            Step::Fail(Error::Store(_))
+        ));
+
+        // A new call saves them again, and only then uses them.
+        let mut next = engine.ticket(Want::Bearer);
+        let again = work(engine.step(now, &mut next));
+        assert!(matches!(again, Work::Save(..)), "{again:?}");
+        save(&mut engine, now, again, Ok(()));
+        assert_eq!(generation(engine.step(now, &mut next)), 1);
+    }
+
+    #[test]
+    fn store_writes_wait_for_each_other_and_a_late_save_releases_nothing() {
+        let now = Instant::now();
+        let mut engine = Engine::new(config(), None, None).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::ClientCredentials);
+        let request = work(engine.step(now, &mut login));
+        respond(&mut engine, now, request, 1);
+        let slow_save = work(engine.step(now, &mut login));
+
+        // A logout while the save is under way: its deletion waits for the save.
+        let mut logout = engine.ticket(Want::Settled);
+        engine.logout(now);
+        assert!(matches!(engine.step(now, &mut logout), Step::Wait(_)));
+        assert!(matches!(
+            engine.step(now, &mut login),
+            Step::Fail(Error::LoggedOut)
+        ));
+        save(&mut engine, now, slow_save, Ok(()));
+        let clear = work(engine.step(now, &mut logout));
+        assert!(matches!(clear, Work::Clear), "{clear:?}");
+        engine.report(now, Performed::Cleared(Ok(())));
+        assert!(matches!(engine.step(now, &mut logout), Step::Done));
+
+        // The late save released nothing: the tokens are gone.
+        let mut after = engine.ticket(Want::Bearer);
+        assert!(matches!(
+            engine.step(now, &mut after),
+            Step::Fail(Error::LoginRequired { reason: None })
+        ));
+    }
+
+    #[test]
+    fn an_answer_from_the_credentials_source_after_a_logout_is_ignored() {
+        let now = Instant::now();
+        let (source, asked) = source(true);
+        let mut engine = Engine::new(config(), None, Some(source)).unwrap();
+        let mut caller = engine.ticket(Want::Bearer);
+        let question = work(engine.step(now, &mut caller));
+        engine.logout(now);
+        answer(&mut engine, now, question);
+        assert_eq!(engine.flow.request_in_flight(), None, "no login started");
+        assert!(matches!(
+            engine.step(now, &mut caller),
+            Step::Fail(Error::LoggedOut)
+        ));
+        // A new call asks again.
+        let mut next = engine.ticket(Want::Bearer);
+        assert!(matches!(
+            engine.step(now, &mut next),
+            Step::Work(Work::Ask(..))
+        ));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_source_giving_nothing_fails_the_callers_it_was_asked_for_once() {
+        let now = Instant::now();
+        let (source, asked) = source(false);
+        let mut engine = Engine::new(config(), None, Some(source)).unwrap();
+        let mut first = engine.ticket(Want::Bearer);
+        let mut second = engine.ticket(Want::Bearer);
+        let question = work(engine.step(now, &mut first));
+        assert!(matches!(engine.step(now, &mut second), Step::Wait(_)));
+        answer(&mut engine, now, question);
+        for ticket in [&mut first, &mut second] {
+            assert!(matches!(
+                engine.step(now, ticket),
+                Step::Fail(Error::LoginRequired { reason: None })
+            ));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn abandoned_work_never_leaves_callers_waiting() {
+        let now = Instant::now();
+        let mut engine = Engine::new(config(), None, None).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::ClientCredentials);
+        let request = work(engine.step(now, &mut login));
+        let Work::Send(sent, _) = &request else {
+            panic!("{request:?}")
+        };
+        engine.abandoned(now, request.taken());
+        assert_ne!(engine.flow.request_in_flight(), Some(sent.id));
+
+        // The retry, answered; its save abandoned: the login fails with a store error.
+        let retry = loop {
+            match engine.step(now + Duration::from_secs(60), &mut login) {
+                Step::Work(work) => break work,
+                Step::Wait(_) => continue,
+                other => panic!("{other:?}"),
+            }
+        };
+        respond(&mut engine, now, retry, 1);
+        let stored = work(engine.step(now, &mut login));
+        engine.abandoned(now, stored.taken());
+        assert!(matches!(
+            engine.step(now, &mut login),
+            Step::Fail(Error::Store(_))
+        ));
+    }
+
+    #[test]
+    fn the_token_at_hand_lasts_until_the_renewal_point_and_goes_with_a_401() {
+        let now = Instant::now();
+        let mut engine = logged_in(now);
+        assert!(engine.cache().get(now).is_none(), "filled when handed out");
+        let mut caller = engine.ticket(Want::Bearer);
+        assert_eq!(generation(engine.step(now, &mut caller)), 1);
+        let cached = engine.cache().get(now).expect("a token at hand");
+        assert_eq!(cached.generation().get(), 1);
+        // Renewal is due 30 s before the hour ends (counted from the engine's start, a moment
+        // after `now`).
+        assert!(
+            engine
+                .cache()
+                .get(now + Duration::from_secs(3569))
+                .is_some()
+        );
+        assert!(
+            engine
+                .cache()
+                .get(now + Duration::from_secs(3571))
+                .is_none()
+        );
+
+        engine.unauthorized(now, cached.generation(), &http::HeaderMap::new());
+        assert!(engine.cache().get(now).is_none());
+    }
+
+    #[test]
+    fn a_logout_and_a_new_token_empty_the_token_at_hand() {
+        let now = Instant::now();
+        let mut engine = logged_in(now);
+        let mut caller = engine.ticket(Want::Bearer);
+        assert_eq!(generation(engine.step(now, &mut caller)), 1);
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::ClientCredentials);
+        // A login under way leaves the current token in use...
+        assert!(engine.cache().get(now).is_none(), "work queued");
+        let request = work(engine.step(now, &mut login));
+        let mut caller = engine.ticket(Want::Bearer);
+        assert_eq!(generation(engine.step(now, &mut caller)), 1);
+        assert!(engine.cache().get(now).is_some());
+        // ...until the new one is ready.
+        respond(&mut engine, now, request, 2);
+        assert!(engine.cache().get(now).is_none());
+        let stored = work(engine.step(now, &mut login));
+        save(&mut engine, now, stored, Ok(()));
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+        let mut caller = engine.ticket(Want::Bearer);
+        assert_eq!(generation(engine.step(now, &mut caller)), 2);
+        assert_eq!(engine.cache().get(now).unwrap().generation().get(), 2);
+
+        engine.logout(now);
+        assert!(engine.cache().get(now).is_none());
+    }
+
+    #[test]
+    fn a_refresh_token_that_may_be_spent_is_answered_by_the_credentials_source() {
+        let now = Instant::now();
+        let (source, asked) = source(true);
+        let mut engine = Engine::new(config(), None, Some(source)).unwrap();
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let request = work(engine.step(now, &mut login));
+        respond(&mut engine, now, request, 1);
+        let stored = work(engine.step(now, &mut login));
+        save(&mut engine, now, stored, Ok(()));
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+
+        // The renewal after a 401 goes unanswered: under strict reuse its refresh token must
+        // not be presented again.
+        let mut holder = engine.ticket(Want::Bearer);
+        let Step::Ready(held) = engine.step(now, &mut holder) else {
+            panic!("a token is held");
+        };
+        engine.unauthorized(now, held.generation(), &http::HeaderMap::new());
+        let mut caller = engine.ticket(Want::Bearer);
+        let renewal = work(engine.step(now, &mut caller));
+        let Work::Send(sent, _) = &renewal else {
+            panic!("expected the renewal, got {renewal:?}");
+        };
+        engine.report(
+            now,
+            Performed::Sent(sent.id, Err(TransportError::timed_out("no answer"))),
+        );
+        assert_eq!(
+            engine.login_reason,
+            Some(LoginRequiredReason::RefreshTokenMayBeSpent)
+        );
+
+        // A later caller gets a new login from the source, as for any other reason.
+        let mut next = engine.ticket(Want::Bearer);
+        let question = work(engine.step(now, &mut next));
+        answer(&mut engine, now, question);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        let relogin = work(engine.step(now, &mut next));
+        let Work::Send(request, _) = &relogin else {
+            panic!("expected the new login, got {relogin:?}");
+        };
+        let body = String::from_utf8_lossy(request.request.body()).into_owned();
+        assert!(body.contains("grant_type=client_credentials"), "{body}");
+        respond(&mut engine, now, relogin, 2);
+        let stored = work(engine.step(now, &mut next));
+        save(&mut engine, now, stored, Ok(()));
+        assert_eq!(generation(engine.step(now, &mut next)), 2);
+    }
+
+    #[test]
+    fn a_shut_down_engine_fails_every_wait() {
+        let now = Instant::now();
+        let mut engine = logged_in(now);
+        let mut caller = engine.ticket(Want::Bearer);
+        assert_eq!(generation(engine.step(now, &mut caller)), 1);
+        engine.shut_down();
+        assert!(engine.cache().get(now).is_none());
+        for want in [Want::Bearer, Want::Login, Want::Settled] {
+            let mut ticket = engine.ticket(want);
+            assert!(matches!(
+                engine.step(now, &mut ticket),
+                Step::Fail(Error::Shutdown)
+            ));
+        }
     }
 }

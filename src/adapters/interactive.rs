@@ -1,9 +1,11 @@
-//! What both adapters share for interactive logins, logout and discovery: the logout report,
-//! how a device login ended, and reading a metadata document.
+//! What both clients share for interactive logins, logout and discovery: the logout report,
+//! how a device login ended, and fetching a metadata document.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::discovery::{DiscoveryError, MetadataKind, ProviderMetadata};
+use crate::adapters::driver::{deadline, now};
+use crate::adapters::error::Error;
+use crate::discovery::{DiscoveryError, MetadataKind, ProviderMetadata, metadata_request};
 use crate::error::{FailureCause, FlowError};
 use crate::grant::GrantKind;
 use crate::input::{TransportError, TransportErrorKind};
@@ -102,36 +104,73 @@ pub(crate) fn device_end(error: &FlowError) -> Option<DeviceEnd> {
 pub(crate) const METADATA_MAX_BODY: usize = 1024 * 1024;
 
 /// How long fetching one metadata document may take.
-pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The documents tried, in order: OpenID Connect Discovery, then RFC 8414 when the first is
-/// not found.
-pub(crate) const METADATA_KINDS: [MetadataKind; 2] =
-    [MetadataKind::OpenIdConnect, MetadataKind::OAuth];
+/// A request for a metadata document, and when its answer is due.
+pub(crate) type MetadataRequest = (http::Request<Vec<u8>>, Instant);
 
-/// Whether the next kind of document is worth trying after `error`.
-pub(crate) fn try_next_kind(error: &DiscoveryError) -> bool {
-    matches!(error, DiscoveryError::Status { status, .. } if *status == http::StatusCode::NOT_FOUND)
+/// Fetching an issuer's metadata, for a client's `fetch_metadata` to send: the OpenID Connect
+/// document, then the RFC 8414 one when the first is not found.
+pub(crate) struct MetadataFetch<'a> {
+    issuer: &'a str,
+    kinds: std::array::IntoIter<MetadataKind, 2>,
+    last: Error,
 }
 
-/// The transport error for a metadata document over [`METADATA_MAX_BODY`], if it is one.
-pub(crate) fn oversized_metadata(response: &http::Response<Vec<u8>>) -> Option<TransportError> {
-    (response.body().len() > METADATA_MAX_BODY).then(|| {
-        TransportError::new(
-            TransportErrorKind::BodyTooLarge,
-            format!("the metadata document is larger than {METADATA_MAX_BODY} bytes"),
-        )
-    })
-}
-
-/// Reads a metadata response for `issuer`. A redirect is refused, not followed: a document
-/// from wherever it points would name the endpoints the credentials are sent to.
-pub(crate) fn read_metadata(
-    issuer: &str,
-    response: &http::Response<Vec<u8>>,
-) -> Result<ProviderMetadata, DiscoveryError> {
-    if let Some(redirect) = RefusedRedirect::from_response(Endpoint::Metadata, response) {
-        return Err(DiscoveryError::Redirect(redirect));
+impl<'a> MetadataFetch<'a> {
+    pub(crate) fn new(issuer: &'a str) -> Self {
+        MetadataFetch {
+            issuer,
+            kinds: [MetadataKind::OpenIdConnect, MetadataKind::OAuth].into_iter(),
+            last: Error::Discovery(DiscoveryError::InvalidIssuer("not an absolute URL")),
+        }
     }
-    ProviderMetadata::from_response(issuer, response.status(), response.body())
+
+    /// The next document to ask for and its deadline; `None` when none is left.
+    pub(crate) fn next_request(&mut self) -> Result<Option<MetadataRequest>, Error> {
+        let Some(kind) = self.kinds.next() else {
+            return Ok(None);
+        };
+        let request = metadata_request(self.issuer, kind).map_err(Error::Discovery)?;
+        Ok(Some((request, deadline(now(), METADATA_TIMEOUT))))
+    }
+
+    /// What the answer to the last request means: the outcome, or `None` to try the next
+    /// document.
+    pub(crate) fn answer(
+        &mut self,
+        result: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Option<Result<ProviderMetadata, Error>> {
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => return Some(Err(Error::Transport(error))),
+        };
+        if response.body().len() > METADATA_MAX_BODY {
+            return Some(Err(Error::Transport(TransportError::new(
+                TransportErrorKind::BodyTooLarge,
+                format!("the metadata document is larger than {METADATA_MAX_BODY} bytes"),
+            ))));
+        }
+        // A redirect is refused, not followed: a document from wherever it points would name
+        // the endpoints the credentials are sent to.
+        if let Some(redirect) = RefusedRedirect::from_response(Endpoint::Metadata, &response) {
+            return Some(Err(Error::Discovery(DiscoveryError::Redirect(redirect))));
+        }
+        match ProviderMetadata::from_response(self.issuer, response.status(), response.body()) {
+            Ok(metadata) => Some(Ok(metadata)),
+            // Not found: the other kind of document may be there.
+            Err(error @ DiscoveryError::Status { status, .. })
+                if status == http::StatusCode::NOT_FOUND =>
+            {
+                self.last = Error::Discovery(error);
+                None
+            }
+            Err(error) => Some(Err(Error::Discovery(error))),
+        }
+    }
+
+    /// The failure once every document was tried.
+    pub(crate) fn failure(self) -> Error {
+        self.last
+    }
 }

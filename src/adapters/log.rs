@@ -5,7 +5,6 @@
 //! responses by status, events by kind, errors by their `Display` (which the crate keeps free
 //! of tokens and passwords). Never a body, a header value or a token.
 #![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-#![cfg_attr(not(feature = "blocking"), allow(dead_code))]
 
 use http::{Method, StatusCode, Uri};
 

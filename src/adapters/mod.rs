@@ -1,23 +1,38 @@
-//! Run loops that drive a [`TokenFlow`](crate::TokenFlow) with real IO.
+//! Clients that drive a [`TokenFlow`](crate::TokenFlow) with real IO: one engine, two thin
+//! shells.
 //!
-//! Adapters hold no protocol logic: they send what the flow asks, feed back what happened,
-//! persist what it hands out, and sleep until it next needs them.
+//! Everything a client keeps track of besides the flow — who waits for what, the credentials
+//! source, the order of store writes (a token is never released before it is saved), the
+//! logout report, why a login is needed, answers that arrive too late, and the token at hand
+//! that callers read without a lock — is the engine's, written once for both clients. The
+//! shells only perform IO and wait:
+//!
+//! * [`blocking::BlockingClient`] performs each work item on the calling thread and waits on
+//!   a condition variable;
+//! * [`tokio::AsyncClient`] hands each work item to a task of its own (so that dropping a
+//!   caller's future never abandons it) and waits on a `tokio::sync::Notify`.
+//!
+//! Both are built the same way, with a [`ClientBuilder`], and fail with the same [`Error`].
 
-#[cfg(feature = "blocking")]
-pub mod blocking;
+mod builder;
+mod cache;
 mod clock;
 mod driver;
-#[cfg(feature = "blocking")]
 mod engine;
+mod error;
 mod interactive;
 mod log;
 pub mod redirect;
+mod shared;
 pub mod store;
+
+#[cfg(feature = "blocking")]
+pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-#[cfg(feature = "blocking")]
-pub use engine::Error;
+pub use builder::{Client, ClientBuilder, DEFAULT_API_MAX_BODY, DEFAULT_API_TIMEOUT};
+pub use error::Error;
 pub use interactive::{LogoutReport, RevocationFailure};
 pub use redirect::{LoopbackRedirect, RedirectError};
 pub use store::{FileStore, MAX_TOKEN_FILE_BYTES, MemoryStore, StoreError, TokenStore};

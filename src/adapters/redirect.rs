@@ -12,7 +12,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
-//! use tokenflow::adapters::{LoopbackRedirect, MemoryStore};
+//! use tokenflow::adapters::LoopbackRedirect;
 //! use tokenflow::Config;
 //!
 //! let (listener, redirect_uri) = LoopbackRedirect::bind()?;
@@ -21,7 +21,7 @@
 //!     .redirect_uri(redirect_uri)
 //!     .scope("openid offline_access")
 //!     .build()?;
-//! let client = BlockingClient::new(config, UreqTransport::new(), MemoryStore::new())?;
+//! let client = BlockingClient::builder(config, UreqTransport::new()).build()?;
 //! let request = client.start_authorization()?;
 //! println!("Open {} in your browser", request.url);
 //! let callback = listener.wait(Duration::from_secs(300))?;

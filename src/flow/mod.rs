@@ -490,6 +490,17 @@ impl TokenFlow {
         );
     }
 
+    /// Until when the access token [`access`](Self::access) hands out stays usable, if it
+    /// hands one out: how long an adapter may keep it at hand without asking again.
+    #[cfg(any(feature = "blocking", feature = "tokio"))]
+    pub(crate) fn bearer_expires_at(&self) -> Option<Timestamp> {
+        if self.unreleased {
+            return None;
+        }
+        let access = self.tokens.as_ref()?.access.as_ref()?;
+        (!access.refused).then_some(access.expires_at)
+    }
+
     #[inline]
     fn bearer(&self, now: Timestamp) -> Option<Bearer> {
         if self.unreleased {

@@ -1,0 +1,104 @@
+//! API calls through the blocking client against the same calls made with a raw `ureq` agent
+//! and a fixed `Authorization` header, against one HTTP/1.1 server in another process: what
+//! holding a token costs on every call, at 1, 16 and 64 concurrent threads.
+//!
+//! Each comparison runs rounds of one batch of each side, interleaved with their order
+//! alternated, and prints the client's throughput as a share of raw ureq's (over all rounds,
+//! and the median of the rounds). `--test` (or a run outside `cargo bench`) makes it a
+//! two-round smoke run.
+
+#[path = "support/api_server.rs"]
+mod api_server;
+
+use std::time::Duration;
+
+use api_server::{
+    AUTHORIZATION, ApiServer, interleaved, is_quick_run, serve_if_asked, single_side, timed,
+};
+use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
+use tokenflow::{Config, Credentials};
+
+/// Calls in one batch of one side, shared out between the threads.
+const BATCH: usize = 1_024;
+const ROUNDS: usize = 20;
+
+/// One API call with a raw ureq agent and a fixed token, body read.
+fn raw_call(agent: &ureq::Agent, url: &str) {
+    let mut response = agent
+        .get(url)
+        .header("authorization", AUTHORIZATION)
+        .call()
+        .expect("a response");
+    assert_eq!(response.status(), 200);
+    let _ = response.body_mut().read_to_vec().expect("a body");
+}
+
+/// One API call through the client, which attaches the token it holds.
+fn client_call(client: &BlockingClient, url: &str) {
+    let request = http::Request::get(url)
+        .body(Vec::new())
+        .expect("a valid request");
+    let response = client.send(request).expect("a response");
+    assert_eq!(response.status(), 200);
+}
+
+/// One batch: `threads` threads sharing `BATCH` calls.
+fn batch(threads: usize, call: impl Fn() + Sync) -> Duration {
+    timed(|| {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..BATCH / threads {
+                        call();
+                    }
+                });
+            }
+        })
+    })
+}
+
+fn main() {
+    if serve_if_asked() {
+        return;
+    }
+    let server = ApiServer::start();
+    let agent = ureq::Agent::new_with_defaults();
+    let config = Config::builder(server.url("/token"), "bench-client")
+        .client_secret("bench-secret")
+        .build()
+        .expect("a valid configuration");
+    let client = BlockingClient::builder(config, UreqTransport::with_agent(agent.clone()))
+        .build()
+        .expect("the client is built");
+    client
+        .login(Credentials::ClientCredentials)
+        .expect("the login succeeds");
+    let url = server.url("/resource");
+    let rounds = if is_quick_run() { 2 } else { ROUNDS };
+
+    if let Some((measured, calls)) = single_side() {
+        for _ in 0..calls {
+            match measured {
+                false => raw_call(&agent, &url),
+                true => client_call(&client, &url),
+            }
+        }
+        return;
+    }
+
+    for threads in [1, 16, 64] {
+        let comparison = interleaved(
+            rounds,
+            || batch(threads, || raw_call(&agent, &url)),
+            || batch(threads, || client_call(&client, &url)),
+        );
+        println!(
+            "blocking send(), {threads:>2} threads: {:.1}% of raw ureq's throughput over all rounds \
+             (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls per side, \
+             order alternated",
+            100.0 * comparison.overall(),
+            100.0 * comparison.median(),
+            (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
+        );
+    }
+}
