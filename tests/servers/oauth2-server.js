@@ -4,7 +4,8 @@
 //
 // Same readiness contract as oidc.js: one JSON line on stdout, exit when stdin closes.
 // Grants: password, client_credentials, refresh_token (rotating: a used refresh token is
-// deleted, so presenting it again is `invalid_grant`). See README.md for options and routes.
+// deleted, so presenting it again is `invalid_grant`; with `strictReuse` it also revokes the
+// token family). See README.md for options and routes.
 
 import crypto from 'node:crypto';
 
@@ -27,6 +28,9 @@ const opts = parseOptions({
   // (and required there), and `expires_in` is answered as a string.
   grantTypeInQuery: false,
   expiresInAsString: false,
+  // RFC 9700 §4.14.2 reuse detection: a spent refresh token presented again is refused and
+  // revokes its whole family (every token descending from the same login).
+  strictReuse: false,
 });
 
 const CONFIDENTIAL_GRANTS = ['password', 'client_credentials', 'refresh_token'];
@@ -39,6 +43,13 @@ const clients = new Map([
 
 const accessTokens = new Map(); // value -> token
 const refreshTokens = new Map(); // value -> token
+// strictReuse: refresh tokens retired by rotation, value -> family. A family is the chain of
+// tokens descending from one login; its id rides on the user object, which the library hands
+// from a refresh token to the tokens that replace it.
+const spentRefreshTokens = new Map();
+let families = 0;
+// POST /test/delay-token: how long to hold back the next token answer, in milliseconds.
+let nextTokenDelayMs = 0;
 
 const randomToken = () => crypto.randomBytes(24).toString('base64url');
 
@@ -69,6 +80,12 @@ const model = {
   generateRefreshToken: async () => randomToken(),
   async saveToken(token, client, user) {
     const scope = token.scope ?? [];
+    // A login starts a family; a refresh passes on the user object, and so the family, of the
+    // token it replaces.
+    if (user.family === undefined) {
+      families += 1;
+      user.family = families;
+    }
     const saved = {
       accessToken: token.accessToken,
       accessTokenExpiresAt: token.accessTokenExpiresAt,
@@ -89,12 +106,37 @@ const model = {
     return accessTokens.get(value) ?? false;
   },
   async getRefreshToken(value) {
-    return refreshTokens.get(value) ?? false;
+    const token = refreshTokens.get(value);
+    if (token) return token;
+    if (opts.strictReuse && spentRefreshTokens.has(value)) revokeFamily(spentRefreshTokens.get(value));
+    return false;
   },
   async revokeToken(token) {
+    if (opts.strictReuse) spentRefreshTokens.set(token.refreshToken, token.user.family);
     return refreshTokens.delete(token.refreshToken);
   },
 };
+
+// A spent refresh token came back: whoever holds the family's live tokens may be a thief, so
+// all of them die (the presentation itself is answered `invalid_grant`).
+function revokeFamily(family) {
+  stats.reuse_detections += 1;
+  console.error(`[oauth2-server] refresh token reuse: revoking family ${family}`);
+  let revoked = 0;
+  for (const store of [accessTokens, refreshTokens]) {
+    for (const [value, token] of store) {
+      if (token.user.family === family) {
+        store.delete(value);
+        revoked += 1;
+      }
+    }
+  }
+  for (const [value, spentFamily] of spentRefreshTokens) {
+    // Presenting them again is answered as for any unknown token, not counted as reuse.
+    if (spentFamily === family) spentRefreshTokens.delete(value);
+  }
+  if (revoked > 0) stats.families_revoked += 1;
+}
 
 const oauth = new OAuth2Server({
   model,
@@ -111,7 +153,8 @@ const publicOauth = new OAuth2Server({
   requireClientAuthentication: { password: false, refresh_token: false },
 });
 
-const stats = newStats();
+const freshStats = () => ({ ...newStats(), reuse_detections: 0, families_revoked: 0 });
+const stats = freshStats();
 
 function formDecode(part) {
   return decodeURIComponent(part.replace(/\+/g, '%20'));
@@ -181,15 +224,29 @@ async function token(req, res, url) {
   const client = clients.get(body.client_id);
   const server = client && client.secret === undefined && !request.headers.authorization
     ? publicOauth : oauth;
+  // Applied first, the answer held back: a slow answer, not a slow server.
+  const delayMs = nextTokenDelayMs;
+  nextTokenDelayMs = 0;
   try {
     await server.token(request, response);
-    send(res, response);
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
     console.error(`[oauth2-server] token ${grantType}: ${err.name}: ${err.message}`);
     bump(stats.token_errors, err.name);
-    send(res, response);
   }
+  if (delayMs > 0) await new Promise((resolve) => { setTimeout(resolve, delayMs); });
+  send(res, response);
+}
+
+async function delayToken(req, res) {
+  const raw = (await readBody(req)).trim();
+  const ms = Number(raw.startsWith('{') ? JSON.parse(raw).ms : new URLSearchParams(raw).get('ms'));
+  if (!Number.isInteger(ms) || ms < 0) {
+    sendJson(res, 400, { error: 'ms must be a non-negative integer' });
+    return;
+  }
+  nextTokenDelayMs = ms;
+  sendJson(res, 200, { ms });
 }
 
 async function resource(req, res, url) {
@@ -237,8 +294,10 @@ server.on('request', (req, res) => {
     const forgotten = accessTokens.size;
     accessTokens.clear();
     handled = Promise.resolve(sendJson(res, 200, { forgotten }));
+  } else if (route === 'POST /test/delay-token') {
+    handled = delayToken(req, res);
   } else if (route === 'POST /test/stats/reset') {
-    Object.assign(stats, newStats());
+    Object.assign(stats, freshStats());
     handled = Promise.resolve(sendJson(res, 200, stats));
   } else {
     handled = Promise.resolve(sendJson(res, 404, { error: 'not_found' }));

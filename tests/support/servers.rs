@@ -268,7 +268,8 @@ impl RunningServer {
 
     /// `GET /test/stats`: `token_requests` (by grant type), `token_errors` (by error code),
     /// `resource_calls`, `resource_ok`, `resource_401`, `resource_403`, `revocations`,
-    /// `introspections`.
+    /// `introspections`; on oauth2-server also `reuse_detections` and `families_revoked`.
+    /// (`kill` of a paused server still works: SIGKILL needs no `CONT`.)
     pub fn stats(&self) -> Value {
         let (status, body) = self.plain_request("GET", "/test/stats", "");
         assert_eq!(status, 200, "GET /test/stats answered {status}: {body}");
@@ -281,6 +282,43 @@ impl RunningServer {
         assert_eq!(
             status, 200,
             "POST /test/stats/reset answered {status}: {body}"
+        );
+    }
+
+    /// The server process's id, e.g. to pause it with `kill -STOP`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server process (`kill -STOP`): connections are still accepted by the kernel,
+    /// but nothing is answered until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [paused](Self::pause) server run again (`kill -CONT`); it then works through
+    /// what arrived meanwhile.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{name}").as_str(), pid.as_str()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `kill -{name} {pid}`: {e}"));
+        assert!(status.success(), "`kill -{name} {pid}` failed: {status}");
+    }
+
+    /// `POST /test/delay-token` (oauth2-server only): the next token answer is held back for
+    /// `delay` after the request was applied.
+    pub fn delay_next_token_answer(&self, delay: Duration) {
+        let body = format!("ms={}", delay.as_millis());
+        let (status, text) = self.plain_request("POST", "/test/delay-token", &body);
+        assert_eq!(
+            status, 200,
+            "POST /test/delay-token answered {status}: {text}"
         );
     }
 
