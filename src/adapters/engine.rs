@@ -198,6 +198,10 @@ impl Engine {
         stored: Option<StoredTokens>,
         credentials: Option<CredentialsSource>,
     ) -> Result<Engine, Error> {
+        // Refused rather than left to stall: nothing here answers the flow's lease requests.
+        if config.shared_store() {
+            return Err(Error::SharedStoreUnsupported);
+        }
         let (clock, now, wall) = HostClock::start();
         let flow = match stored {
             Some(stored) => {
@@ -740,6 +744,20 @@ mod tests {
         save(&mut engine, now, stored, Ok(()));
         assert!(matches!(engine.step(now, &mut login), Step::Done));
         engine
+    }
+
+    #[test]
+    fn a_shared_store_configuration_is_refused_rather_than_left_waiting() {
+        let shared = Config::builder("https://id.example/token", "client")
+            .client_secret("secret")
+            .shared_store(true)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            Engine::new(shared, None, None),
+            Err(Error::SharedStoreUnsupported)
+        ));
+        assert!(Engine::new(config(), None, None).is_ok());
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub enum Error {
     /// `send` refused to attach the access token to the request, before any IO: cleartext
     /// `http://` off loopback, or an origin the configuration does not allow.
     ApiRequestRefused(ApiRequestError),
+    /// The configuration asks for a shared token store
+    /// ([`ConfigBuilder::shared_store`](crate::ConfigBuilder::shared_store)), whose protocol
+    /// these clients do not drive yet: a client built so would wait for lease answers that
+    /// never come. Drive [`TokenFlow`](crate::TokenFlow) with a
+    /// [`SharedTokenStore`](crate::shared::SharedTokenStore) instead.
+    SharedStoreUnsupported,
 }
 
 impl Error {
@@ -101,6 +107,10 @@ impl fmt::Display for Error {
             }
             Error::HttpClient(error) => write!(f, "cannot build the HTTP client: {error}"),
             Error::ApiRequestRefused(error) => error.fmt(f),
+            Error::SharedStoreUnsupported => f.write_str(
+                "the clients do not drive the shared-store protocol yet; \
+                 drive TokenFlow with a SharedTokenStore instead",
+            ),
         }
     }
 }
@@ -118,9 +128,11 @@ impl std::error::Error for Error {
             Error::Discovery(error) => Some(error),
             Error::HttpClient(error) => Some(error.as_ref()),
             Error::ApiRequestRefused(error) => Some(error),
-            Error::LoginRequired { .. } | Error::LoggedOut | Error::Shutdown | Error::NoRuntime => {
-                None
-            }
+            Error::LoginRequired { .. }
+            | Error::LoggedOut
+            | Error::Shutdown
+            | Error::NoRuntime
+            | Error::SharedStoreUnsupported => None,
         }
     }
 }
