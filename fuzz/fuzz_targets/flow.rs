@@ -416,11 +416,19 @@ impl Host {
     /// under way, as a login does: its request is no longer awaited, and the host cancels it.
     fn feed_store(&mut self, now: Timestamp, report: StoreReport) {
         let awaited = self.flow.request_in_flight();
+        let before = self.flow.stored_tokens();
         self.flow.handle_input(now, Input::Store(report));
         if let Some(id) = awaited {
             if self.flow.request_in_flight() != Some(id) {
                 self.in_flight.retain(|(sent, _)| *sent != id);
             }
+        }
+        // Tokens another replica wrote are new tokens, as a command's are: renewing them
+        // at once (they may be expired already) is no retry of the failed renewals before.
+        let after = self.flow.stored_tokens();
+        if token_strs(before.as_ref()) != token_strs(after.as_ref()) {
+            self.failures_since_progress = 0;
+            self.progress_at = self.latest.max(self.now);
         }
     }
 
