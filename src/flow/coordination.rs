@@ -191,7 +191,20 @@ impl TokenFlow {
         self.epoch += 1;
         self.unreleased = false;
         self.releasing = None;
-        self.renewal_hold = None;
+        // The pause after a renewal that failed for good ends with new tokens; the same
+        // tokens handed back (a conflict reported at the version held) are still the ones
+        // the server just refused to renew, and renewing them again at once ignores its
+        // backoff and Retry-After.
+        let held = self.tokens.as_ref().map(TokenSet::to_stored);
+        let held = held.as_ref().map(|t| (&t.access_token, &t.refresh_token));
+        if held
+            != snapshot
+                .tokens
+                .as_ref()
+                .map(|t| (&t.access_token, &t.refresh_token))
+        {
+            self.renewal_hold = None;
+        }
         // Tokens that do not validate are not presented anywhere: a login will replace them.
         self.tokens = snapshot
             .tokens
@@ -319,5 +332,72 @@ mod tests {
         flow.handle_input(now, Input::Timeout);
         let (sent, _, failed) = drain(&mut flow);
         assert_eq!((sent, failed), (0, vec![2]));
+    }
+
+    #[test]
+    fn the_same_tokens_handed_back_by_the_store_keep_the_pause_after_a_failed_renewal() {
+        let config = Config::builder("https://id.example/token", "app")
+            .client_secret("secret")
+            .shared_store(true)
+            .retry(RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let mut now = Timestamp::from_secs(86_400);
+        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
+        flow.login(now, Credentials::password("joe", "pw"));
+        let Output::Send(login) = flow.poll_output() else {
+            panic!("no login request");
+        };
+        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
+        let answer = |status: u16, body: &[u8]| {
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .unwrap()
+        };
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: login.id,
+                response: answer(200, body),
+            },
+        );
+        drain(&mut flow);
+        let held = SharedSnapshot {
+            version: StoreVersion::new(1),
+            tokens: flow.stored_tokens(),
+            in_flight: None,
+        };
+
+        // The token expires; the renewal under the lease is refused.
+        now = now + Duration::from_secs(120);
+        flow.handle_input(now, Input::Timeout);
+        drain(&mut flow);
+        let granted = StoreReport::Lease(LeaseAnswer::Granted(held.clone()));
+        flow.handle_input(now, Input::Store(granted));
+        let id = flow.request_in_flight().expect("a refresh in flight");
+        drain(&mut flow);
+        let refused = br#"{"error":"temporarily_unavailable"}"#;
+        flow.handle_input(
+            now,
+            Input::Response {
+                id,
+                response: answer(503, refused),
+            },
+        );
+        let (_, _, failed) = drain(&mut flow);
+        assert_eq!(failed, vec![1]);
+
+        // The store reports a conflict at the version held, with the same tokens: nothing
+        // to renew that was not refused a moment ago.
+        flow.handle_input(now, Input::Store(StoreReport::Conflict(held)));
+        drain(&mut flow);
+        flow.handle_input(now, Input::Timeout);
+        let (sent, store, failed) = drain(&mut flow);
+        assert_eq!((sent, store, failed), (0, vec![], vec![]));
     }
 }
