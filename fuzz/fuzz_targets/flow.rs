@@ -473,13 +473,19 @@ impl Host {
         });
         self.in_flight.retain(|(id, _)| *id != sent.id);
         self.answered.push(sent.id);
-        self.flow.handle_input(
-            now,
-            Input::Response {
-                id: sent.id,
-                response,
-            },
-        );
+        self.respond(now, sent.id, response);
+    }
+
+    /// Feeds an answer. A late answer that is adopted ends the renewal under way: the
+    /// request it was waiting for is abandoned, and the host cancels it.
+    fn respond(&mut self, now: Timestamp, id: RequestId, response: Response<Vec<u8>>) {
+        let awaited = self.flow.request_in_flight();
+        self.flow.handle_input(now, Input::Response { id, response });
+        if let Some(awaited) = awaited.filter(|&awaited| awaited != id) {
+            if self.flow.request_in_flight() != Some(awaited) {
+                self.in_flight.retain(|(sent, _)| *sent != awaited);
+            }
+        }
     }
 
     fn fail(&mut self, sent: Sent, error: TransportError) {
@@ -1196,8 +1202,7 @@ fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
                 }
                 let now = host.latest_instant();
                 let response = custom_response(u, host)?;
-                host.flow
-                    .handle_input(now, Input::Response { id, response });
+                host.respond(now, id, response);
                 host.settle();
                 return Ok(());
             }
