@@ -303,7 +303,7 @@ mod tests {
         };
 
         // The token expires; the renewal takes the lease and sends the refresh.
-        now = now + Duration::from_secs(120);
+        now += Duration::from_secs(120);
         flow.handle_input(now, Input::Timeout);
         let (sent, store, _) = drain(&mut flow);
         assert_eq!((sent, store), (0, vec![StoreRequest::AcquireLease]));
@@ -314,7 +314,7 @@ mod tests {
 
         // The host slept through the deadline and the lease: the immediate resend of the
         // unanswered refresh is withdrawn when marking it in flight finds the lease lost.
-        now = now + Duration::from_secs(3_600);
+        now += Duration::from_secs(3_600);
         flow.handle_input(now, Input::Timeout);
         assert!(matches!(
             flow.poll_output(),
@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(sent, 1);
 
         // That one goes unanswered too: two requests were sent, and the failure says so.
-        now = now + Duration::from_secs(2);
+        now += Duration::from_secs(2);
         flow.handle_input(now, Input::Timeout);
         let (sent, _, failed) = drain(&mut flow);
         assert_eq!((sent, failed), (0, vec![2]));
@@ -374,7 +374,7 @@ mod tests {
         };
 
         // The token expires; the renewal under the lease is refused.
-        now = now + Duration::from_secs(120);
+        now += Duration::from_secs(120);
         flow.handle_input(now, Input::Timeout);
         drain(&mut flow);
         let granted = StoreReport::Lease(LeaseAnswer::Granted(held.clone()));
