@@ -564,6 +564,10 @@ impl Host {
             }
         }
         self.in_flight.clear();
+        // The new process numbers its requests from the start again: an id of the old one
+        // would name one of its own.
+        self.answered.clear();
+        self.failed.clear();
         self.generations.clear();
         self.idle_until = None;
         self.last_was_tokens_updated = false;
