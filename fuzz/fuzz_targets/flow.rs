@@ -57,6 +57,13 @@ const MAX_OFFSET: Duration = Duration::from_secs(1 << 32);
 /// The host clock's reading at the start: a day after its origin.
 const BASE: Timestamp = Timestamp::from_secs(86_400);
 const DRAIN_BOUND: usize = 64;
+/// Operations decoded from one input. Deeper states come from the corpus growing input by
+/// input, not from long inputs: each run is short, so the fuzzer tries many more of them.
+const MAX_OPS: usize = 24;
+/// Wake-ups fed one by one when time moves forward; after them time jumps to the end (as
+/// for a host that was suspended). With one-second tokens an hour would otherwise renew
+/// 3 600 times.
+const WAKE_UPS_PER_ADVANCE: usize = 4;
 
 struct Sent {
     id: RequestId,
@@ -119,10 +126,10 @@ impl Shared {
     }
 
     /// Whether these tokens were ever written to the store.
-    fn was_written(&self, held: (Option<String>, Option<String>)) -> bool {
+    fn was_written(&self, held: (Option<&str>, Option<&str>)) -> bool {
         self.history
             .iter()
-            .any(|snapshot| tokens(snapshot.tokens.as_ref()) == held)
+            .any(|snapshot| token_strs(snapshot.tokens.as_ref()) == held)
     }
 }
 
@@ -136,6 +143,33 @@ fn trace(what: impl FnOnce() -> String) {
 
 fn check_text(text: &str) {
     assert!(!text.contains(SECRET_MARK), "a secret leaked: {text}");
+}
+
+/// `check_text` on the `Debug` form of `value`, written into a buffer kept between calls
+/// (every output of every step is checked: a fresh `String` each time costs more than the
+/// formatting).
+fn check_debug(value: &impl std::fmt::Debug) {
+    use std::fmt::Write;
+    thread_local! {
+        static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        write!(text, "{value:?}").expect("Debug writes to a String");
+        check_text(text);
+    });
+}
+
+/// The access and refresh tokens of a stored set, borrowed.
+fn token_strs(stored: Option<&StoredTokens>) -> (Option<&str>, Option<&str>) {
+    (
+        stored
+            .and_then(|s| s.access_token.as_ref())
+            .map(|t| t.expose_secret()),
+        stored
+            .and_then(|s| s.refresh_token.as_ref())
+            .map(|t| t.expose_secret()),
+    )
 }
 
 fn tokens(stored: Option<&StoredTokens>) -> (Option<String>, Option<String>) {
@@ -203,7 +237,7 @@ impl Host {
     fn drain(&mut self) {
         for _ in 0..DRAIN_BOUND {
             let output = self.flow.poll_output();
-            check_text(&format!("{output:?}"));
+            check_debug(&output);
             trace(|| format!("  @{:?} {output:?}", self.latest.max(self.now)));
             match output {
                 Output::Idle { until } => {
@@ -230,12 +264,11 @@ impl Host {
             self.in_flight
         );
         self.in_flight.push((id, deadline));
-        let form: Vec<(String, String)> = form_urlencoded::parse(request.body())
-            .into_owned()
-            .collect();
-        if let Some((_, token)) = form.iter().find(|(k, _)| k == "refresh_token") {
+        if let Some((_, token)) =
+            form_urlencoded::parse(request.body()).find(|(k, _)| k == "refresh_token")
+        {
             assert!(
-                !self.superseded.contains(token),
+                !self.superseded.contains(token.as_ref()),
                 "a refresh token was presented after its successor was stored"
             );
         }
@@ -265,7 +298,7 @@ impl Host {
                 }
                 let reread = StoredTokens::from_json(&tokens.to_json())
                     .expect("the flow's tokens can be stored and read back");
-                assert_eq!(super_tokens(&reread), super_tokens(tokens));
+                assert_eq!(token_strs(Some(&reread)), token_strs(Some(tokens)));
                 self.stored = Some(tokens.clone());
                 self.progress();
             }
@@ -383,11 +416,19 @@ impl Host {
     /// under way, as a login does: its request is no longer awaited, and the host cancels it.
     fn feed_store(&mut self, now: Timestamp, report: StoreReport) {
         let awaited = self.flow.request_in_flight();
+        let before = self.flow.stored_tokens();
         self.flow.handle_input(now, Input::Store(report));
         if let Some(id) = awaited {
             if self.flow.request_in_flight() != Some(id) {
                 self.in_flight.retain(|(sent, _)| *sent != id);
             }
+        }
+        // Tokens another replica wrote are new tokens, as a command's are: renewing them
+        // at once (they may be expired already) is no retry of the failed renewals before.
+        let after = self.flow.stored_tokens();
+        if token_strs(before.as_ref()) != token_strs(after.as_ref()) {
+            self.failures_since_progress = 0;
+            self.progress_at = self.latest.max(self.now);
         }
     }
 
@@ -396,14 +437,14 @@ impl Host {
         let held = self.flow.stored_tokens();
         if let Some(shared) = &self.shared {
             assert!(
-                shared.was_written(tokens(held.as_ref())),
+                shared.was_written(token_strs(held.as_ref())),
                 "the flow holds tokens never written to the store"
             );
             return;
         }
         assert_eq!(
-            tokens(held.as_ref()),
-            tokens(self.stored.as_ref()),
+            token_strs(held.as_ref()),
+            token_strs(self.stored.as_ref()),
             "the flow holds tokens the host was not told to store"
         );
     }
@@ -432,13 +473,19 @@ impl Host {
         });
         self.in_flight.retain(|(id, _)| *id != sent.id);
         self.answered.push(sent.id);
-        self.flow.handle_input(
-            now,
-            Input::Response {
-                id: sent.id,
-                response,
-            },
-        );
+        self.respond(now, sent.id, response);
+    }
+
+    /// Feeds an answer. A late answer that is adopted ends the renewal under way: the
+    /// request it was waiting for is abandoned, and the host cancels it.
+    fn respond(&mut self, now: Timestamp, id: RequestId, response: Response<Vec<u8>>) {
+        let awaited = self.flow.request_in_flight();
+        self.flow.handle_input(now, Input::Response { id, response });
+        if let Some(awaited) = awaited.filter(|&awaited| awaited != id) {
+            if self.flow.request_in_flight() != Some(awaited) {
+                self.in_flight.retain(|(sent, _)| *sent != awaited);
+            }
+        }
     }
 
     fn fail(&mut self, sent: Sent, error: TransportError) {
@@ -452,8 +499,13 @@ impl Host {
     /// Moves time forward, feeding each wake-up on the way (up to a number of steps, then
     /// straight to the end).
     fn advance(&mut self, by: Duration) {
+        self.advance_with(by, WAKE_UPS_PER_ADVANCE);
+    }
+
+    /// Moves time forward, feeding up to `wake_ups` wake-ups on the way, then the end.
+    fn advance_with(&mut self, by: Duration, wake_ups: usize) {
         let end = (self.now + by).min(MAX_OFFSET);
-        for _ in 0..64 {
+        for _ in 0..wake_ups {
             let next = match self.idle_until {
                 Some(until) if until <= self.at(end) && until > self.at(self.now) => {
                     until.saturating_duration_since(self.base)
@@ -476,25 +528,23 @@ impl Host {
 
     fn access(&mut self, now: Timestamp) {
         let access = self.flow.access(now);
-        check_text(&format!("{access:?}"));
+        check_debug(&access);
         if let (Access::Ready(bearer), Some(shared)) = (&access, &self.shared) {
-            let held = tokens(self.flow.stored_tokens().as_ref());
-            assert!(
-                shared.was_written(held.clone()),
-                "a token never stored was handed out"
-            );
+            let held = self.flow.stored_tokens();
+            let held = token_strs(held.as_ref());
+            assert!(shared.was_written(held), "a token never stored was handed out");
             assert_eq!(
-                bearer.header_value().as_bytes(),
-                format!("Bearer {}", held.0.unwrap_or_default()).as_bytes(),
+                bearer.header_value().as_bytes().strip_prefix(b"Bearer "),
+                Some(held.0.unwrap_or_default().as_bytes()),
             );
             assert_eq!(Some(bearer.generation()), self.flow.generation());
             self.generations.push(bearer.generation());
         } else if let Access::Ready(bearer) = &access {
-            let stored = tokens(self.stored.as_ref()).0;
+            let stored = token_strs(self.stored.as_ref()).0;
             let stored = stored.expect("a token was handed out that the host never stored");
             assert_eq!(
-                bearer.header_value().as_bytes(),
-                format!("Bearer {stored}").as_bytes(),
+                bearer.header_value().as_bytes().strip_prefix(b"Bearer "),
+                Some(stored.as_bytes()),
                 "the token handed out is not the one stored"
             );
             assert_eq!(Some(bearer.generation()), self.flow.generation());
@@ -514,6 +564,10 @@ impl Host {
             }
         }
         self.in_flight.clear();
+        // The new process numbers its requests from the start again: an id of the old one
+        // would name one of its own.
+        self.answered.clear();
+        self.failed.clear();
         self.generations.clear();
         self.idle_until = None;
         self.last_was_tokens_updated = false;
@@ -539,7 +593,7 @@ impl Host {
                 UnixTime::from_millis(wall),
             );
             self.feed_store(now, StoreReport::Changed(snapshot));
-            check_text(&format!("{:?}", self.flow));
+            check_debug(&self.flow);
             self.progress();
             self.settle();
             return Ok(());
@@ -560,7 +614,7 @@ impl Host {
                 UnixTime::from_millis(wall),
             ),
         };
-        check_text(&format!("{:?}", self.flow));
+        check_debug(&self.flow);
         self.progress();
         self.settle();
         Ok(())
@@ -637,10 +691,6 @@ impl Host {
         self.settle();
         Ok(())
     }
-}
-
-fn super_tokens(stored: &StoredTokens) -> (Option<String>, Option<String>) {
-    tokens(Some(stored))
 }
 
 /// Printable text from the input, scrubbed of dots so that it cannot spell a secret.
@@ -958,6 +1008,8 @@ fn world(u: &mut Unstructured<'_>) -> Result<Host> {
         },
     );
     server.add_user("joe", PASSWORD);
+    // Nothing here reads the server's request log.
+    server.stop_recording();
     let reuse = match u.int_in_range(0..=2u8)? {
         0 => RefreshTokenReuse::Strict,
         1 => {
@@ -1154,8 +1206,7 @@ fn step(u: &mut Unstructured<'_>, host: &mut Host) -> Result<()> {
                 }
                 let now = host.latest_instant();
                 let response = custom_response(u, host)?;
-                host.flow
-                    .handle_input(now, Input::Response { id, response });
+                host.respond(now, id, response);
                 host.settle();
                 return Ok(());
             }
@@ -1251,12 +1302,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut host) = world(&mut u) else {
         return;
     };
-    for _ in 0..256 {
+    for _ in 0..MAX_OPS {
         if u.is_empty() || step(&mut u, &mut host).is_err() {
             break;
         }
     }
-    check_text(&format!("{:?}", host.flow));
+    check_debug(&host.flow);
     // Whatever happened, once the server answers again the flow can log in.
     host.server.revoke_all();
     while host.server.pending_faults() > 0 {
@@ -1266,7 +1317,8 @@ fuzz_target!(|data: &[u8]| {
             .handle_with_faults(now, &Request::new(Vec::new()));
     }
     host.instant_network = true;
-    host.advance(Duration::from_secs(3600));
+    // An hour later (straight there: the wake-ups on the way are what the steps try).
+    host.advance_with(Duration::from_secs(3600), 0);
     let now = host.instant();
     if let Some(shared) = host.shared.as_mut() {
         // The store's notifications come through again.

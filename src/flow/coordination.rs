@@ -134,6 +134,11 @@ impl TokenFlow {
         // will arbitrate its outcome.
         if let Some(id) = id {
             if self.withdraw(id) {
+                // Nor does it count as a send: the attempts a failure reports, and the
+                // bound of `max_retries + 2` sends, are about requests the host was given.
+                if let Some(attempt) = self.attempt.as_mut() {
+                    attempt.sends = attempt.sends.saturating_sub(1);
+                }
                 if let (true, Some(refresh)) = (is_refresh, self.refresh_mut()) {
                     refresh.unanswered.not_sent();
                 }
@@ -186,7 +191,20 @@ impl TokenFlow {
         self.epoch += 1;
         self.unreleased = false;
         self.releasing = None;
-        self.renewal_hold = None;
+        // The pause after a renewal that failed for good ends with new tokens; the same
+        // tokens handed back (a conflict reported at the version held) are still the ones
+        // the server just refused to renew, and renewing them again at once ignores its
+        // backoff and Retry-After.
+        let held = self.tokens.as_ref().map(TokenSet::to_stored);
+        let held = held.as_ref().map(|t| (&t.access_token, &t.refresh_token));
+        if held
+            != snapshot
+                .tokens
+                .as_ref()
+                .map(|t| (&t.access_token, &t.refresh_token))
+        {
+            self.renewal_hold = None;
+        }
         // Tokens that do not validate are not presented anywhere: a login will replace them.
         self.tokens = snapshot
             .tokens
@@ -217,5 +235,169 @@ impl TokenFlow {
             first_sent_at: Some(mark.since),
         };
         refresh.unanswered = refresh.unanswered.merge(marked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::TokenFlow;
+    use crate::shared::{LeaseAnswer, SharedSnapshot, StoreReport, StoreRequest, StoreVersion};
+    use crate::{Config, Credentials, Event, Input, Output, RefreshTokenReuse, RetryPolicy};
+    use crate::{Timestamp, UnixTime};
+
+    /// Drains the flow: the requests it sent, the store requests it made, and the attempts
+    /// each failure reported.
+    fn drain(flow: &mut TokenFlow) -> (usize, Vec<StoreRequest>, Vec<u32>) {
+        let (mut sent, mut store, mut failed) = (0, Vec::new(), Vec::new());
+        for _ in 0..64 {
+            match flow.poll_output() {
+                Output::Send(_) => sent += 1,
+                Output::Event(Event::Store(request)) => store.push(request),
+                Output::Event(Event::Failed(error)) => failed.push(error.attempts),
+                Output::Event(_) => {}
+                Output::Idle { .. } => return (sent, store, failed),
+            }
+        }
+        panic!("no Idle");
+    }
+
+    #[test]
+    fn a_resend_withdrawn_by_a_lost_lease_is_not_counted_as_an_attempt() {
+        let config = Config::builder("https://id.example/token", "app")
+            .client_secret("secret")
+            .shared_store(true)
+            .refresh_token_reuse(RefreshTokenReuse::Reusable)
+            .request_timeout(Duration::from_secs(1))
+            .retry(RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let mut now = Timestamp::from_secs(86_400);
+        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
+        flow.login(now, Credentials::password("joe", "pw"));
+        let Output::Send(login) = flow.poll_output() else {
+            panic!("no login request");
+        };
+        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
+        let response = http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .unwrap();
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: login.id,
+                response,
+            },
+        );
+        drain(&mut flow);
+        let held = SharedSnapshot {
+            version: StoreVersion::new(1),
+            tokens: flow.stored_tokens(),
+            in_flight: None,
+        };
+
+        // The token expires; the renewal takes the lease and sends the refresh.
+        now += Duration::from_secs(120);
+        flow.handle_input(now, Input::Timeout);
+        let (sent, store, _) = drain(&mut flow);
+        assert_eq!((sent, store), (0, vec![StoreRequest::AcquireLease]));
+        let granted = StoreReport::Lease(LeaseAnswer::Granted(held.clone()));
+        flow.handle_input(now, Input::Store(granted.clone()));
+        let (sent, _, _) = drain(&mut flow);
+        assert_eq!(sent, 1);
+
+        // The host slept through the deadline and the lease: the immediate resend of the
+        // unanswered refresh is withdrawn when marking it in flight finds the lease lost.
+        now += Duration::from_secs(3_600);
+        flow.handle_input(now, Input::Timeout);
+        assert!(matches!(
+            flow.poll_output(),
+            Output::Event(Event::Store(StoreRequest::MarkInFlight { .. }))
+        ));
+        flow.handle_input(now, Input::Store(StoreReport::LeaseLost));
+        let (sent, store, _) = drain(&mut flow);
+        assert_eq!((sent, store), (0, vec![StoreRequest::AcquireLease]));
+        flow.handle_input(now, Input::Store(granted));
+        let (sent, _, _) = drain(&mut flow);
+        assert_eq!(sent, 1);
+
+        // That one goes unanswered too: two requests were sent, and the failure says so.
+        now += Duration::from_secs(2);
+        flow.handle_input(now, Input::Timeout);
+        let (sent, _, failed) = drain(&mut flow);
+        assert_eq!((sent, failed), (0, vec![2]));
+    }
+
+    #[test]
+    fn the_same_tokens_handed_back_by_the_store_keep_the_pause_after_a_failed_renewal() {
+        let config = Config::builder("https://id.example/token", "app")
+            .client_secret("secret")
+            .shared_store(true)
+            .retry(RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let mut now = Timestamp::from_secs(86_400);
+        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
+        flow.login(now, Credentials::password("joe", "pw"));
+        let Output::Send(login) = flow.poll_output() else {
+            panic!("no login request");
+        };
+        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
+        let answer = |status: u16, body: &[u8]| {
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .unwrap()
+        };
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: login.id,
+                response: answer(200, body),
+            },
+        );
+        drain(&mut flow);
+        let held = SharedSnapshot {
+            version: StoreVersion::new(1),
+            tokens: flow.stored_tokens(),
+            in_flight: None,
+        };
+
+        // The token expires; the renewal under the lease is refused.
+        now += Duration::from_secs(120);
+        flow.handle_input(now, Input::Timeout);
+        drain(&mut flow);
+        let granted = StoreReport::Lease(LeaseAnswer::Granted(held.clone()));
+        flow.handle_input(now, Input::Store(granted));
+        let id = flow.request_in_flight().expect("a refresh in flight");
+        drain(&mut flow);
+        let refused = br#"{"error":"temporarily_unavailable"}"#;
+        flow.handle_input(
+            now,
+            Input::Response {
+                id,
+                response: answer(503, refused),
+            },
+        );
+        let (_, _, failed) = drain(&mut flow);
+        assert_eq!(failed, vec![1]);
+
+        // The store reports a conflict at the version held, with the same tokens: nothing
+        // to renew that was not refused a moment ago.
+        flow.handle_input(now, Input::Store(StoreReport::Conflict(held)));
+        drain(&mut flow);
+        flow.handle_input(now, Input::Timeout);
+        let (sent, store, failed) = drain(&mut flow);
+        assert_eq!((sent, store, failed), (0, vec![], vec![]));
     }
 }

@@ -303,6 +303,10 @@ pub struct FakeAuthServer {
     next_refresh: u64,
     faults: VecDeque<Fault>,
     requests: Vec<RecordedRequest>,
+    /// Whether each request is kept in `requests`.
+    recording: bool,
+    /// Requests seen, recorded or not.
+    seen: usize,
     /// How long a superseded refresh token is still accepted (Auth0's overlap period,
     /// Cognito's `RetryGracePeriodSeconds`); zero by default.
     reuse_grace: Duration,
@@ -331,6 +335,8 @@ impl FakeAuthServer {
             next_refresh: 1,
             faults: VecDeque::new(),
             requests: Vec::new(),
+            recording: true,
+            seen: 0,
             reuse_grace: Duration::ZERO,
             reuses: 0,
             families_revoked: 0,
@@ -405,14 +411,21 @@ impl FakeAuthServer {
         self.faults.len()
     }
 
-    /// Every request seen, in order.
+    /// Every request seen, in order (none after [`Self::stop_recording`]).
     pub fn requests(&self) -> &[RecordedRequest] {
         &self.requests
     }
 
+    /// Stops keeping a parsed copy of each request; [`Self::token_requests`] still counts
+    /// them. A fuzz target that sends many thousands of requests a second needs neither the
+    /// copies nor the second parse of every form.
+    pub fn stop_recording(&mut self) {
+        self.recording = false;
+    }
+
     /// How many requests reached the token endpoint (faulted ones included).
     pub fn token_requests(&self) -> usize {
-        self.requests.len()
+        self.seen
     }
 
     /// Whether `token` is an access token that is issued, unexpired at `now` and not revoked.
@@ -465,49 +478,31 @@ impl FakeAuthServer {
         if self.created_at.is_none() {
             self.created_at = Some(now);
         }
-        let mut record = RecordedRequest {
-            at: now,
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-            form: if is_form_content_type(request.headers()) {
-                parse_form(request.body()).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-            grant_type: None,
-            client_id: None,
-            outcome: Outcome::Fault,
-            lost: false,
-        };
-        let query = request
-            .uri()
-            .query()
-            .and_then(|q| parse_form(q.as_bytes()).ok());
-        record.grant_type = query
-            .as_deref()
-            .and_then(|q| single(q, "grant_type"))
-            .or_else(|| single(&record.form, "grant_type"))
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned);
-        record.client_id = claimed_client_id(request.headers(), &record.form);
+        self.seen += 1;
+        let mut record = self.recording.then(|| record(now, request));
 
         let fault = self.faults.pop_front();
         let reply = match fault {
             Some(Fault::ApplyThenLose) => {
                 let (outcome, _) = self.process(now, request);
-                record.outcome = outcome;
-                record.lost = true;
+                if let Some(record) = record.as_mut() {
+                    record.outcome = outcome;
+                    record.lost = true;
+                }
                 Reply::Lost
             }
             Some(fault) => Reply::Respond(fault_response(&fault)),
             None => {
                 let (outcome, response) = self.process(now, request);
-                record.outcome = outcome;
+                if let Some(record) = record.as_mut() {
+                    record.outcome = outcome;
+                }
                 Reply::Respond(response)
             }
         };
-        self.requests.push(record);
+        if let Some(record) = record {
+            self.requests.push(record);
+        }
         reply
     }
 
@@ -542,8 +537,7 @@ impl FakeAuthServer {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let raw = parse_form(request.body())
-            .map_err(|()| OAuthError::new("invalid_request", "the body is not a valid form"))?;
+        let raw = parse_form(request.body());
         // RFC 6749 §3.2: parameters without a value are treated as omitted; none may repeat.
         let form: Vec<(String, String)> = raw.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         for (i, (name, _)) in form.iter().enumerate() {
@@ -577,8 +571,6 @@ impl FakeAuthServer {
         let query = uri
             .query()
             .map(|q| parse_form(q.as_bytes()))
-            .transpose()
-            .map_err(|()| OAuthError::new("invalid_request", "the query is not a valid form"))?
             .unwrap_or_default();
         let in_query: Vec<&str> = query
             .iter()
@@ -981,6 +973,34 @@ impl FakeAuthServer {
     }
 }
 
+/// A request as the server records it, before its outcome is known.
+fn record(now: Timestamp, request: &Request<Vec<u8>>) -> RecordedRequest {
+    let mut record = RecordedRequest {
+        at: now,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: request.headers().clone(),
+        form: if is_form_content_type(request.headers()) {
+            parse_form(request.body())
+        } else {
+            Vec::new()
+        },
+        grant_type: None,
+        client_id: None,
+        outcome: Outcome::Fault,
+        lost: false,
+    };
+    let query = request.uri().query().map(|q| parse_form(q.as_bytes()));
+    record.grant_type = query
+        .as_deref()
+        .and_then(|q| single(q, "grant_type"))
+        .or_else(|| single(&record.form, "grant_type"))
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned);
+    record.client_id = claimed_client_id(request.headers(), &record.form);
+    record
+}
+
 fn grant_index(grant: u64) -> usize {
     usize::try_from(grant).expect("grant index fits in usize")
 }
@@ -1102,8 +1122,9 @@ fn is_form_content_type(headers: &HeaderMap) -> bool {
         })
 }
 
-fn parse_form(bytes: &[u8]) -> Result<Vec<(String, String)>, ()> {
-    serde_urlencoded::from_bytes(bytes).map_err(|_| ())
+/// Every form decodes: malformed escapes stay as they are, invalid UTF-8 becomes U+FFFD.
+fn parse_form(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes).into_owned().collect()
 }
 
 /// The value of the only parameter called `name` (the first one when it repeats).
