@@ -21,7 +21,7 @@ use tokenflow::{Config, Credentials};
 use tokio::runtime::Runtime;
 
 /// Calls in one batch of one side, shared out between the callers.
-const BATCH: usize = 1_024;
+const BATCH: usize = 4_096;
 const ROUNDS: usize = 20;
 
 /// One API call with raw reqwest and a fixed token, body read.

@@ -19,7 +19,7 @@ use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
 use tokenflow::{Config, Credentials};
 
 /// Calls in one batch of one side, shared out between the threads.
-const BATCH: usize = 1_024;
+const BATCH: usize = 4_096;
 const ROUNDS: usize = 20;
 
 /// One API call with a raw ureq agent and a fixed token, body read.

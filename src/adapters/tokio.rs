@@ -178,7 +178,9 @@ impl AsyncTransport for ReqwestTransport {
         deadline: Instant,
         max_body: usize,
     ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
-        let client = self.client.clone();
+        // Borrowed, not cloned: a clone is a write to a reference count every concurrent
+        // call shares.
+        let client = &self.client;
         async move {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -204,7 +206,13 @@ impl AsyncTransport for ReqwestTransport {
                         break;
                     };
                     let room = limit.saturating_sub(body.len());
-                    body.extend(chunk.iter().take(room));
+                    if body.is_empty() && chunk.len() <= room {
+                        // Most bodies come in one chunk: its buffer becomes the body, uncopied
+                        // when nothing else shares it.
+                        body = Vec::from(chunk);
+                    } else {
+                        body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
+                    }
                 }
                 *head.body_mut() = body;
                 Ok(head)
