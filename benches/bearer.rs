@@ -17,15 +17,17 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use api_server::{interleaved, is_quick_run, single_side, timed};
-use tokenflow::adapters::blocking::BlockingClient;
-use tokenflow::adapters::tokio::AsyncClient;
+use tokenflow::adapters::blocking::{BlockingClient, Transport};
+use tokenflow::adapters::tokio::{AsyncClient, AsyncTransport};
 use tokenflow::{Config, Credentials, TransportError};
 
 const CALLS: usize = 1_000_000;
 const ROUNDS: usize = 20;
 
-const TOKEN: &str =
-    r#"{"access_token":"bench-access-token","token_type":"Bearer","expires_in":3600}"#;
+/// The two access tokens compared: a short one, where copying a string costs least, and one
+/// of the size of the signed JWTs most providers issue (IdentityServer's run to about 1 KB).
+const SHORT_TOKEN: &str = "bench-access-token";
+const JWT_SIZED_TOKEN_BYTES: usize = 1_000;
 
 /// The cache an application would write by hand.
 struct HandWritten {
@@ -43,12 +45,24 @@ impl HandWritten {
     }
 }
 
-fn token_response() -> http::Response<Vec<u8>> {
+fn token_response(token: &str) -> http::Response<Vec<u8>> {
+    let body = format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#);
     http::Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .body(TOKEN.as_bytes().to_vec())
+        .body(body.into_bytes())
         .expect("a response")
+}
+
+/// A token of `len` characters of the base64url alphabet, shaped like a JWT.
+fn jwt_sized(len: usize) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..len)
+        .map(|i| match i {
+            36 | 700 => '.',
+            _ => char::from(alphabet[(i * 7 + i / 64) % alphabet.len()]),
+        })
+        .collect()
 }
 
 fn config() -> Config {
@@ -83,50 +97,91 @@ fn ready<T>(future: impl Future<Output = T>) -> T {
 
 fn main() {
     let rounds = if is_quick_run() { 2 } else { ROUNDS };
-    let hand = HandWritten {
-        slot: RwLock::new(Some((
-            "Bearer bench-access-token".to_owned(),
-            Instant::now() + Duration::from_secs(3600),
-        ))),
-    };
-
-    let blocking = BlockingClient::builder(config(), |_request| {
-        Ok::<_, TransportError>(token_response())
-    })
-    .build()
-    .expect("the client is built");
-    blocking
-        .login(Credentials::ClientCredentials)
-        .expect("the login succeeds");
-    blocking.bearer().expect("a token, now at hand");
-
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let asynchronous = runtime.block_on(async {
-        let client = AsyncClient::builder(config(), |_request, _deadline, _max_body| async {
-            Ok::<_, TransportError>(token_response())
-        })
-        .build()
-        .expect("the client is built");
-        client
-            .login(Credentials::ClientCredentials)
-            .await
-            .expect("the login succeeds");
-        client.bearer().await.expect("a token, now at hand");
-        client
-    });
-
+    let long = jwt_sized(JWT_SIZED_TOKEN_BYTES);
     if let Some((measured, calls)) = single_side() {
         let side = std::env::var("TOKENFLOW_BENCH_CLIENT").unwrap_or_default();
+        let token = match std::env::var("TOKENFLOW_BENCH_TOKEN").as_deref() {
+            Ok("long") => long.as_str(),
+            _ => SHORT_TOKEN,
+        };
+        let sides = Sides::new(token);
         for _ in 0..calls {
             match (measured, side.as_str()) {
-                (false, _) => drop(black_box(hand.get())),
-                (true, "async") => drop(black_box(ready(asynchronous.bearer()))),
-                (true, _) => drop(black_box(blocking.bearer())),
+                (false, _) => drop(black_box(sides.hand.get())),
+                (true, "async") => drop(black_box(ready(sides.asynchronous.bearer()))),
+                (true, _) => drop(black_box(sides.blocking.bearer())),
             }
         }
         return;
     }
+    for token in [SHORT_TOKEN, long.as_str()] {
+        compare(&Sides::new(token), token.len(), rounds);
+    }
+}
 
+/// The hand-written cache and both clients, each holding the same token.
+struct Sides<B, A> {
+    hand: HandWritten,
+    blocking: BlockingClient<B>,
+    asynchronous: AsyncClient<A>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Sides<(), ()> {
+    fn new(token: &str) -> Sides<impl Transport + Send + Sync, impl AsyncTransport> {
+        let hand = HandWritten {
+            slot: RwLock::new(Some((
+                format!("Bearer {token}"),
+                Instant::now() + Duration::from_secs(3600),
+            ))),
+        };
+        let answer = token.to_owned();
+        let blocking = BlockingClient::builder(config(), move |_request| {
+            Ok::<_, TransportError>(token_response(&answer))
+        })
+        .build()
+        .expect("the client is built");
+        blocking
+            .login(Credentials::ClientCredentials)
+            .expect("the login succeeds");
+        blocking.bearer().expect("a token, now at hand");
+
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        let answer = token.to_owned();
+        let asynchronous = runtime.block_on(async {
+            let client = AsyncClient::builder(config(), move |_request, _deadline, _max_body| {
+                let response = token_response(&answer);
+                async move { Ok::<_, TransportError>(response) }
+            })
+            .build()
+            .expect("the client is built");
+            client
+                .login(Credentials::ClientCredentials)
+                .await
+                .expect("the login succeeds");
+            client.bearer().await.expect("a token, now at hand");
+            client
+        });
+        Sides {
+            hand,
+            blocking,
+            asynchronous,
+            _runtime: runtime,
+        }
+    }
+}
+
+fn compare<B: Transport + Send + Sync, A: AsyncTransport>(
+    sides: &Sides<B, A>,
+    token_len: usize,
+    rounds: usize,
+) {
+    let Sides {
+        hand,
+        blocking,
+        asynchronous,
+        ..
+    } = sides;
     for threads in [1, 2] {
         let comparison = interleaved(
             rounds,
@@ -134,9 +189,10 @@ fn main() {
             || batch(threads, || drop(black_box(blocking.bearer()))),
         );
         println!(
-            "BlockingClient::bearer(), {threads} thread(s): {:.1}% of the hand-written cache's \
-             throughput over all rounds (median round {:.1}%); hand-written {:.1} ns per call; \
-             {rounds} rounds of {CALLS} calls per side, order alternated",
+            "BlockingClient::bearer(), {token_len:>4}-byte token, {threads} thread(s): {:.1}% of \
+             the hand-written cache's throughput over all rounds (median round {:.1}%); \
+             hand-written {:.1} ns per call; {rounds} rounds of {CALLS} calls per side, order \
+             alternated",
             100.0 * comparison.overall(),
             100.0 * comparison.median(),
             comparison.reference.as_nanos() as f64 / (rounds * CALLS) as f64,
@@ -147,9 +203,10 @@ fn main() {
             || batch(threads, || drop(black_box(ready(asynchronous.bearer())))),
         );
         println!(
-            "AsyncClient::bearer(),    {threads} thread(s): {:.1}% of the hand-written cache's \
-             throughput over all rounds (median round {:.1}%); hand-written {:.1} ns per call; \
-             {rounds} rounds of {CALLS} calls per side, order alternated",
+            "AsyncClient::bearer(),    {token_len:>4}-byte token, {threads} thread(s): {:.1}% of \
+             the hand-written cache's throughput over all rounds (median round {:.1}%); \
+             hand-written {:.1} ns per call; {rounds} rounds of {CALLS} calls per side, order \
+             alternated",
             100.0 * comparison.overall(),
             100.0 * comparison.median(),
             comparison.reference.as_nanos() as f64 / (rounds * CALLS) as f64,
