@@ -25,11 +25,10 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use tokenflow::adapters::Error;
-use tokenflow::adapters::blocking::{BlockingClient, Transport, UreqTransport};
-use tokenflow::adapters::tokio::{AsyncClient, AsyncTransport, ReqwestTransport};
+use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
+use tokenflow::adapters::tokio::{AsyncClient, ReqwestTransport};
 use tokenflow::{
-    Config, Credentials, FailureCause, GrantKind, RefreshTokenReuse, TransportError,
-    TransportErrorKind,
+    Config, Credentials, FailureCause, GrantKind, RefreshTokenReuse, TransportErrorKind,
 };
 
 use servers::{BASIC_CLIENT, JOE, RunningServer};
@@ -45,8 +44,6 @@ const TIMEOUT: Duration = Duration::from_millis(1500);
 const PAUSED_FOR: Duration = Duration::from_millis(2200);
 /// How long the refresh's answer is held back: past its deadline.
 const ANSWER_DELAY: Duration = Duration::from_millis(2500);
-/// How much longer than the flow the slow-answer transport waits.
-const TRANSPORT_GRACE: Duration = Duration::from_secs(5);
 
 fn strict_server() -> RunningServer {
     RunningServer::oauth2_server(json!({ "accessTokenTtl": ACCESS_TTL_SECS, "strictReuse": true }))
@@ -155,21 +152,6 @@ fn assert_adopted_outcome(stats: &Value) {
 // ---------------------------------------------------------------------------------------------
 // The blocking client.
 
-/// ureq, given more time than the flow: an answer after the flow's deadline still arrives
-/// and is reported to it.
-struct PatientUreq(UreqTransport);
-
-impl Transport for PatientUreq {
-    fn send(
-        &self,
-        request: Request<Vec<u8>>,
-        deadline: Instant,
-        max_body: usize,
-    ) -> Result<Response<Vec<u8>>, TransportError> {
-        self.0.send(request, deadline + TRANSPORT_GRACE, max_body)
-    }
-}
-
 #[test]
 fn blocking_a_refresh_to_a_paused_server_ends_in_one_new_login_and_no_reuse() {
     let server = strict_server();
@@ -215,7 +197,7 @@ fn blocking_a_refresh_to_a_paused_server_ends_in_one_new_login_and_no_reuse() {
 #[test]
 fn blocking_a_refresh_answered_after_its_deadline_is_adopted() {
     let server = strict_server();
-    let client = BlockingClient::builder(config(&server), PatientUreq(UreqTransport::new()))
+    let client = BlockingClient::builder(config(&server), UreqTransport::new())
         .build()
         .expect("the client starts");
     client.login(joe()).expect("the first login");
@@ -299,17 +281,7 @@ async fn async_a_refresh_to_a_paused_server_ends_in_one_new_login_and_no_reuse()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_a_refresh_answered_after_its_deadline_is_adopted() {
     let server = strict_server();
-    let inner = reqwest_transport();
-    // reqwest, given more time than the flow, so that a late answer arrives.
-    let patient = move |request: Request<Vec<u8>>, deadline: Instant, max_body: usize| {
-        let inner = inner.clone();
-        async move {
-            inner
-                .send(request, deadline + TRANSPORT_GRACE, max_body)
-                .await
-        }
-    };
-    let client = AsyncClient::builder(config(&server), patient)
+    let client = AsyncClient::builder(config(&server), reqwest_transport())
         .build()
         .expect("the client starts");
     client.login(joe()).await.expect("the first login");

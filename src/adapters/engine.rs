@@ -43,7 +43,8 @@ pub(crate) type CredentialsSource = Arc<dyn Fn() -> Option<Credentials> + Send +
 
 /// IO to perform without the engine's lock, then report with [`Engine::report`].
 pub(crate) enum Work {
-    /// Send a token request, giving up at the instant of its deadline; report
+    /// Send a token request, giving up at this instant (one request timeout after the
+    /// flow's deadline, so that a late answer is still delivered); report
     /// [`Performed::Sent`].
     Send(HttpRequest, Instant),
     /// Save the tokens; report [`Performed::Saved`] with the same number.
@@ -601,7 +602,14 @@ impl Engine {
                 }
                 Output::Send(request) => {
                     log::token_request(&request);
-                    let deadline = self.clock.instant(request.deadline);
+                    // The flow gives up at its deadline (and retries, or reports); the
+                    // transport is let run for one more request timeout, so that an answer
+                    // that comes late still reaches the flow: a renewal's late answer holds
+                    // the only live successor of a rotated refresh token.
+                    let patience = self.flow.config().request_timeout();
+                    let deadline = self
+                        .clock
+                        .instant(request.deadline.saturating_add(patience));
                     self.queue(Work::Send(request, deadline));
                 }
                 Output::Event(event) => {

@@ -13,6 +13,12 @@
 //!   caller's future never abandons it) and waits on a `tokio::sync::Notify`.
 //!
 //! Both are built the same way, with a [`ClientBuilder`], and fail with the same [`Error`].
+//!
+//! A token request is given one request timeout more than the flow gives it: the flow gives
+//! up at its deadline (and retries, or reports), while the transport keeps waiting, so that an
+//! answer that comes late still reaches the flow, which adopts a renewal's late answer (the
+//! only live successor of a rotated refresh token) while the token it renews is held. A
+//! blocking caller performing such a request may so wait up to twice the request timeout.
 
 mod builder;
 mod cache;
