@@ -13,6 +13,19 @@
 //!   caller's future never abandons it) and waits on a `tokio::sync::Notify`.
 //!
 //! Both are built the same way, with a [`ClientBuilder`], and fail with the same [`Error`].
+//!
+//! # Replicas
+//!
+//! Several clients — in one process or many — share one login with
+//! [`ClientBuilder::replicas`]: each is given the same
+//! [`SharedTokenStore`](crate::shared::SharedTokenStore) (a database's, or
+//! [`shared::MemoryStore`](crate::shared::MemoryStore) within a process) and a holder name of
+//! its own, and the engine drives the shared-store protocol of [`crate::shared`]: each store
+//! request the flow makes is performed outside the lock (by the calling thread, or on
+//! tokio's blocking pool) and reported back, writes one at a time and in order, marks and
+//! writes before the flow goes on. With [`ClientBuilder::store_changes`], a background waiter
+//! reports each change of the store, so a replica waiting for another's renewal adopts its
+//! tokens at once.
 
 mod builder;
 mod cache;
@@ -22,7 +35,9 @@ mod engine;
 mod error;
 mod interactive;
 mod log;
+mod off_runtime;
 pub mod redirect;
+mod replica;
 mod shared;
 pub mod store;
 
@@ -35,4 +50,5 @@ pub use builder::{Client, ClientBuilder, DEFAULT_API_MAX_BODY, DEFAULT_API_TIMEO
 pub use error::Error;
 pub use interactive::{LogoutReport, RevocationFailure};
 pub use redirect::{LoopbackRedirect, RedirectError};
+pub use replica::ReplicaSetupError;
 pub use store::{FileStore, MAX_TOKEN_FILE_BYTES, MemoryStore, StoreError, TokenStore};
