@@ -111,13 +111,14 @@ impl MemoryStore {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use tokenflow::shared::{MemoryStore, SharedTokenStore, StoreChanges};
+    /// use tokenflow::shared::{MemoryStore, SharedTokenStore, StoreChanges, StoreVersion};
     ///
     /// let store = Arc::new(MemoryStore::new());
     /// let mut changes = store.changes();
     /// let writer = Arc::clone(&store);
-    /// std::thread::spawn(move || writer.release_lease("replica-1", true));
-    /// while !changes.wait_for_change(Duration::from_secs(1)).unwrap() {}
+    /// // Another replica clears the tokens, on a thread of its own.
+    /// std::thread::spawn(move || writer.compare_and_set(StoreVersion::EMPTY, None));
+    /// assert!(changes.wait_for_change(Duration::from_secs(60)).unwrap());
     /// ```
     pub fn changes(&self) -> MemoryChanges {
         let seen = *self.feed.count();
