@@ -45,8 +45,12 @@ use servers::{BASIC_CLIENT, JOE, RunningServer};
 
 /// The access tokens' lifetime on the server: renewals every couple of seconds.
 const ACCESS_TTL_SECS: u64 = 2;
-/// When a client renews a token of that lifetime: a tenth of it before it ends.
-const RENEWAL_PERIOD: Duration = Duration::from_millis(1_800);
+/// When a client renews a token: a tenth of its lifetime before it ends. The server announces
+/// `expires_in` rounded down to whole seconds from when it answers, so a token of 2 seconds
+/// is sometimes announced as 1.
+const RENEWED_AT: f64 = 0.9;
+/// What the clocks of two clients may disagree by when one renews after the other.
+const CLOCK_SLACK: Duration = Duration::from_millis(20);
 /// How long the callers keep calling.
 const RUN_FOR: Duration = Duration::from_secs(10);
 /// Clients of each kind, and callers of each client.
@@ -119,6 +123,71 @@ impl Tally {
     }
 }
 
+/// When each token request went out, from which client, and the lifetime its answer
+/// announced.
+#[derive(Clone, Default)]
+struct Timeline(Arc<Mutex<Vec<Sent>>>);
+
+#[derive(Debug, Clone)]
+struct Sent {
+    at: Instant,
+    who: String,
+    expires_in: Option<u64>,
+}
+
+impl Timeline {
+    /// Notes a token request and, once answered, its answer's `expires_in`.
+    fn note(
+        &self,
+        request: &Request<Vec<u8>>,
+        who: &str,
+        at: Instant,
+        answer: &Result<Response<Vec<u8>>, TransportError>,
+    ) {
+        if request.uri().path() != "/token" {
+            return;
+        }
+        let expires_in = answer
+            .as_ref()
+            .ok()
+            .and_then(|response| serde_json::from_slice::<Value>(response.body()).ok())
+            .and_then(|body| body["expires_in"].as_u64());
+        self.0.lock().unwrap().push(Sent {
+            at,
+            who: who.to_owned(),
+            expires_in,
+        });
+    }
+
+    /// The requests in the order they went out.
+    fn sent(&self) -> Vec<Sent> {
+        let mut sent = self.0.lock().unwrap().clone();
+        sent.sort_by_key(|s| s.at);
+        sent
+    }
+}
+
+/// ureq, noting its token requests in a [`Timeline`].
+struct Noted {
+    transport: UreqTransport,
+    timeline: Timeline,
+    who: String,
+}
+
+impl tokenflow::adapters::blocking::Transport for Noted {
+    fn send(
+        &self,
+        request: Request<Vec<u8>>,
+        deadline: Instant,
+        max_body: usize,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let (at, noted) = (Instant::now(), request.clone());
+        let answer = self.transport.send(request, deadline, max_body);
+        self.timeline.note(&noted, &self.who, at, &answer);
+        answer
+    }
+}
+
 /// Runs `CLIENTS` blocking and `CLIENTS` async clients, each with `CALLERS` callers, for
 /// `RUN_FOR`, every client a replica with the store and change feed `replica` makes for it.
 /// The first logs in; the others are built after, and start from its login in the store.
@@ -132,9 +201,15 @@ where
     let config = config_builder(&server.token_endpoint())
         .build()
         .expect("a valid configuration");
+    let timeline = Timeline::default();
     let blocking_replica = |n: usize| {
         let (store, changes) = replica(n);
-        BlockingClient::builder(config.clone(), UreqTransport::new())
+        let transport = Noted {
+            transport: UreqTransport::new(),
+            timeline: timeline.clone(),
+            who: format!("blocking-{n}"),
+        };
+        BlockingClient::builder(config.clone(), transport)
             .replicas(store, format!("blocking-{n}"))
             .store_changes(changes)
             .build()
@@ -154,13 +229,30 @@ where
     // The stores are made outside the runtime (a blocking database client may not start
     // there); the clients within it, as they must be.
     let parts: Vec<_> = (0..CLIENTS).map(|n| replica(CLIENTS + n)).collect();
-    let asynchronous: Vec<AsyncClient> = {
+    let asynchronous: Vec<_> = {
         let _inside = runtime.enter();
         parts
             .into_iter()
             .enumerate()
             .map(|(n, (store, changes))| {
-                AsyncClient::builder(config.clone(), ReqwestTransport::new().expect("reqwest"))
+                let (reqwest, timeline, who) = (
+                    ReqwestTransport::new().expect("reqwest"),
+                    timeline.clone(),
+                    format!("async-{n}"),
+                );
+                let transport = move |request: Request<Vec<u8>>, deadline, max_body| {
+                    let (reqwest, timeline, who) = (reqwest.clone(), timeline.clone(), who.clone());
+                    async move {
+                        let (at, noted) = (Instant::now(), request.clone());
+                        let answer = tokenflow::adapters::tokio::AsyncTransport::send(
+                            &reqwest, request, deadline, max_body,
+                        )
+                        .await;
+                        timeline.note(&noted, &who, at, &answer);
+                        answer
+                    }
+                };
+                AsyncClient::builder(config.clone(), transport)
                     .replicas(store, format!("async-{n}"))
                     .store_changes(changes)
                     .build()
@@ -222,12 +314,18 @@ where
     let stats = server.stats();
     let logins = count(&stats, "token_requests", "password");
     let refreshes = count(&stats, "token_requests", "refresh_token");
-    let periods = (elapsed.as_secs_f64() / RENEWAL_PERIOD.as_secs_f64()).ceil() as u64;
+    let sent = timeline.sent();
+    // The renewal periods: each token is renewed a tenth of its announced lifetime before
+    // it ends, and no sooner.
+    let periods: Vec<f64> = sent
+        .iter()
+        .map(|s| RENEWED_AT * s.expires_in.unwrap_or(0) as f64)
+        .collect();
     let failures = std::mem::take(&mut *tally.failures.lock().unwrap());
     eprintln!(
         "{label}: {} calls served in {:?} by {} clients x {CALLERS} callers, {} failed; \
-         {logins} login(s), {refreshes} refreshes over {elapsed:?} ({periods} renewal periods \
-         of {RENEWAL_PERIOD:?}); API 401s {}, reuse detections {}, families revoked {}",
+         {logins} login(s), {refreshes} refreshes over {elapsed:?} (renewal periods {periods:?} \
+         s); API 401s {}, reuse detections {}, families revoked {}",
         tally.served.load(Ordering::Relaxed),
         RUN_FOR,
         2 * CLIENTS,
@@ -236,16 +334,37 @@ where
         counter(&stats, "reuse_detections"),
         counter(&stats, "families_revoked"),
     );
+    eprintln!(
+        "{label}: token requests sent at {:?}",
+        sent.iter()
+            .map(|s| format!(
+                "{:.3}s by {}",
+                s.at.duration_since(logged_in).as_secs_f64(),
+                s.who
+            ))
+            .collect::<Vec<_>>()
+    );
     assert!(failures.is_empty(), "calls not served: {failures:#?}");
     assert!(tally.served.load(Ordering::Relaxed) > 0);
     assert_eq!(counter(&stats, "reuse_detections"), 0, "{stats}");
     assert_eq!(counter(&stats, "families_revoked"), 0, "{stats}");
     assert_eq!(stats["token_errors"], json!({}), "{stats}");
     assert_eq!(logins, 1, "one login, shared: {stats}");
-    assert!(
-        logins + refreshes <= periods + 1,
-        "{logins} login(s) and {refreshes} refreshes in {periods} renewal periods: {stats}"
-    );
+    assert_eq!(sent.len() as u64, logins + refreshes, "{stats}");
+    // One token request per renewal period: each comes when the token before it was due,
+    // not sooner (so there are no more requests than renewal periods in the run, plus the
+    // login), and each was answered with a token.
+    for pair in sent.windows(2) {
+        let (before, next) = (&pair[0], &pair[1]);
+        let due = Duration::from_secs_f64(RENEWED_AT * before.expires_in.unwrap_or(0) as f64);
+        assert!(
+            next.at.duration_since(before.at) + CLOCK_SLACK >= due,
+            "a token request {:?} after the one before, whose token was due for renewal \
+             after {due:?}: {sent:?}",
+            next.at.duration_since(before.at)
+        );
+    }
+    assert!(sent.iter().all(|s| s.expires_in.is_some()), "{sent:?}");
 }
 
 #[test]
