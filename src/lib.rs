@@ -17,7 +17,8 @@
 //! inputs.
 //!
 //! The [`adapters`] (features `blocking` and `tokio`) are thin run loops over real HTTP
-//! clients, for applications that do not want to drive the flow themselves.
+//! clients, for applications that do not want to drive the flow themselves; they drive the
+//! [`shared`] store of replicas too ([`adapters::ClientBuilder::replicas`]).
 //!
 //! ## The run loop: a contract
 //!

@@ -247,7 +247,7 @@ async fn password_expiry_and_rotation(kind: ServerKind) {
         password_config(&server, false),
         lying_about_expiry(server.token_endpoint()),
     )
-    .shared_store(store.clone())
+    .store_arc(store.clone())
     .build()
     .expect("the client starts");
 
@@ -355,7 +355,7 @@ async fn reused_refresh_token(kind: ServerKind) {
         password_config(&server, false),
         lying_about_expiry(server.token_endpoint()),
     )
-    .shared_store(store.clone())
+    .store_arc(store.clone())
     .credentials(|| Some(pin_user()))
     .build()
     .expect("the client starts");
@@ -466,7 +466,7 @@ async fn load(kind: ServerKind) {
     let server = RunningServer::start(kind, json!({ "accessTokenTtl": 2 }));
     let store = Arc::new(MemoryStore::new());
     let client = AsyncClient::builder(password_config(&server, true), reqwest_transport())
-        .shared_store(store.clone())
+        .store_arc(store.clone())
         .credentials(|| Some(pin_user()))
         .build()
         .expect("the client starts");

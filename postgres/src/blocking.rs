@@ -8,7 +8,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use tokenflow::UnixTime;
 use tokenflow::shared::{
-    CasOutcome, LeaseAnswer, MarkOutcome, SharedSnapshot, SharedTokenStore, StoreVersion,
+    CasOutcome, LeaseAnswer, MarkOutcome, SharedSnapshot, SharedTokenStore, StoreChanges,
+    StoreVersion,
 };
 use tokenflow::token::StoredTokens;
 
@@ -213,6 +214,10 @@ impl SharedTokenStore for PgStore {
 /// Create it when the replica starts, before its first [`acquire_lease`](PgStore::acquire_lease):
 /// changes are heard from the moment it exists, and a change made while nobody waits is kept
 /// for the next [`wait_for_change`](PgChangeListener::wait_for_change).
+///
+/// It is a [`StoreChanges`] feed, which tokenflow's clients take with
+/// `ClientBuilder::store_changes`: their waiter reads the store after each change and reports
+/// it (see the [crate docs](crate)).
 pub struct PgChangeListener {
     client: Client,
     key: String,
@@ -291,5 +296,15 @@ impl PgChangeListener {
         }
         drain(&mut notifications, &mut seen)?;
         Ok(seen)
+    }
+}
+
+/// The feed tokenflow's clients wait on: `true` when [`PgChangeListener::wait_for_change`]
+/// heard a change (which one does not matter: the client reads the store after it).
+impl StoreChanges for PgChangeListener {
+    type Error = PgStoreError;
+
+    fn wait_for_change(&mut self, timeout: Duration) -> Result<bool, PgStoreError> {
+        PgChangeListener::wait_for_change(self, timeout).map(|change| change.is_some())
     }
 }

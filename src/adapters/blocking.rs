@@ -31,9 +31,10 @@
 //! read. Otherwise it locks the engine and gets one of:
 //!
 //! * a ready token: it takes it and goes, without waiting for anyone;
-//! * work (a token request to send, tokens to save or delete, the credentials source to ask):
-//!   it unlocks, performs that one item, locks again and reports the outcome, then wakes
-//!   everyone waiting on the condition variable;
+//! * work (a token request to send, tokens to save or delete, a request to the shared store
+//!   of [replicas](ClientBuilder::replicas), the credentials source to ask): it unlocks,
+//!   performs that one item, locks again and reports the outcome, then wakes everyone
+//!   waiting on the condition variable;
 //! * nothing to do yet (someone else performs the IO, or a retry is backing off): it waits on
 //!   the condition variable, at most until the flow's next deadline, then asks again.
 //!
@@ -44,9 +45,13 @@
 //! are performed one at a time, in order. A caller that panics while performing an item
 //! reports it abandoned as it unwinds.
 //!
-//! There is no background thread: the flow moves when callers call.
+//! There is no background thread: the flow moves when callers call. The one exception is a
+//! replica's change feed ([`store_changes`](ClientBuilder::store_changes)), waited on by a
+//! thread of its own that reports each change of the shared store and wakes the callers; it
+//! ends within a second of the client's last clone.
 
 use std::sync::{Arc, Condvar};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -56,7 +61,8 @@ use crate::adapters::driver::wait_for;
 use crate::adapters::engine::{Performed, Step, Ticket, Want, Work};
 use crate::adapters::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use crate::adapters::log;
-use crate::adapters::shared::{Assignment, Shared, Wake};
+use crate::adapters::shared::{Assignment, Shared, Wake, watch_changes};
+use crate::adapters::store::StoreError;
 use crate::discovery::ProviderMetadata;
 use crate::grant::Credentials;
 use crate::input::{TransportError, TransportErrorKind};
@@ -349,10 +355,24 @@ impl<T: Transport> ClientBuilder<BlockingClient<T>> {
     /// Fails with [`Error::Store`] when the store cannot be read (a corrupt file included:
     /// it is left for the application to look at, or to delete before trying again) and with
     /// [`Error::Restore`] when its tokens cannot be used.
+    ///
+    /// With [`replicas`](ClientBuilder::replicas) it reads the shared store instead, and
+    /// fails with [`Error::ReplicaSetup`] on the mistakes that method names. A change feed
+    /// ([`store_changes`](ClientBuilder::store_changes)) gets a thread of its own, named
+    /// `tokenflow-store-changes`; [`Error::Store`] if it cannot be started.
     pub fn build(self) -> Result<BlockingClient<T>, Error> {
-        Ok(BlockingClient {
-            shared: Arc::new(Shared::new(self, Condvar::new())?),
-        })
+        let (shared, changes) = Shared::new(self, Condvar::new())?;
+        let shared = Arc::new(shared);
+        if let Some(feed) = changes {
+            let hub = shared.hub();
+            thread::Builder::new()
+                .name("tokenflow-store-changes".into())
+                .spawn(move || watch_changes(hub, feed, || false))
+                .map_err(|error| {
+                    Error::store(StoreError::shared("starting the change waiter", error))
+                })?;
+        }
+        Ok(BlockingClient { shared })
     }
 }
 
@@ -578,7 +598,7 @@ impl<T: Transport> BlockingClient<T> {
                 Step::Wait(until) => {
                     engine = self
                         .shared
-                        .waiters
+                        .waiters()
                         .wait_timeout(engine, wait_for(now, until))
                         .map(|(engine, _)| engine)
                         .unwrap_or_else(|e| e.into_inner().0);

@@ -12,6 +12,13 @@ use crate::time::{Timestamp, UnixTime};
 /// deadline is centuries away; a year is as good as never, and a year always fits.
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
+/// The wall clock now: the `now` of shared-store calls, by which the leases of replicas on
+/// other machines are judged (a store with a clock of its own, a database server's, may use
+/// that instead).
+pub(crate) fn wall_now() -> UnixTime {
+    UnixTime::from_system_time(SystemTime::now())
+}
+
 /// A client's monotonic clock: the time since an origin taken when the client was built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HostClock {
@@ -25,8 +32,7 @@ impl HostClock {
         let clock = HostClock {
             origin: Instant::now(),
         };
-        let wall = UnixTime::from_system_time(SystemTime::now());
-        (clock, clock.now(), wall)
+        (clock, clock.now(), wall_now())
     }
 
     /// The current time.

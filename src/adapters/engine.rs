@@ -14,6 +14,19 @@
 //! before it is saved, and store writes never overtake each other. Token requests may be
 //! performed side by side.
 //!
+//! A replica ([`Engine::replica`]) drives the shared-store protocol of [`crate::shared`] the
+//! same way: each [`Event::Store`] becomes a [`Work::Store`] item, performed outside the lock
+//! with [`shared::perform`] and reported with [`Performed::Stored`]. Store items are handed
+//! out one at a time, in order, like saves; a mark in flight, a write and a clearing are
+//! performed and reported before the flow is polled again (the next output may be the
+//! refresh request the mark announces, or the release of the written access token). What a
+//! failure means depends on the operation: a lease that cannot be had is
+//! [`StoreReport::Unavailable`] (the flow backs off), a mark that may not be written is
+//! [`StoreReport::LeaseLost`] (the refresh is withdrawn unsent), a write or clearing that
+//! failed is held back and retried by the next call like a failed save, and a lease that
+//! cannot be released is left to run out. Changes another replica made come in through
+//! [`Engine::store_changed`].
+//!
 //! Callers speak in [`Instant`]s; the engine turns them into the flow's [`Timestamp`]s (and
 //! the flow's deadlines back into instants) with the client's one [`HostClock`].
 
@@ -33,6 +46,7 @@ use crate::grant::Credentials;
 use crate::input::{Input, TransportError};
 use crate::interactive::{AuthorizationError, AuthorizationRequest, DeviceAuthorization};
 use crate::output::{Access, Bearer, Event, Generation, HttpRequest, LoginRequiredReason, Output};
+use crate::shared::{self, SharedSnapshot, StoreReport, StoreRequest};
 use crate::time::Timestamp;
 use crate::token::StoredTokens;
 use crate::{Config, RequestId, TokenFlow};
@@ -53,6 +67,9 @@ pub(crate) enum Work {
     Clear,
     /// Ask the credentials source; report [`Performed::Given`] with the same number.
     Ask(u64, CredentialsSource),
+    /// Perform a request on the shared store ([`shared::perform`]); report
+    /// [`Performed::Stored`] with the same number.
+    Store(u64, StoreRequest),
 }
 
 impl Work {
@@ -63,11 +80,12 @@ impl Work {
             Work::Save(number, _) => Taken::Save(*number),
             Work::Clear => Taken::Clear,
             Work::Ask(number, _) => Taken::Ask(*number),
+            Work::Store(number, request) => Taken::Store(*number, StoreOp::of(request)),
         }
     }
 
     fn is_store(&self) -> bool {
-        matches!(self, Work::Save(..) | Work::Clear)
+        matches!(self, Work::Save(..) | Work::Clear | Work::Store(..))
     }
 }
 
@@ -78,6 +96,11 @@ impl fmt::Debug for Work {
             Work::Save(number, _) => f.debug_tuple("Save").field(number).finish(),
             Work::Clear => f.write_str("Clear"),
             Work::Ask(number, _) => f.debug_tuple("Ask").field(number).finish(),
+            Work::Store(number, request) => f
+                .debug_tuple("Store")
+                .field(number)
+                .field(&StoreOp::of(request))
+                .finish(),
         }
     }
 }
@@ -89,6 +112,39 @@ pub(crate) enum Taken {
     Save(u64),
     Clear,
     Ask(u64),
+    Store(u64, StoreOp),
+}
+
+/// Which kind of shared-store request a [`Work::Store`] item is: what its failure means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreOp {
+    AcquireLease,
+    MarkInFlight,
+    /// `TokensUpdated` or `TokensCleared`.
+    Write,
+    ReleaseLease,
+}
+
+impl StoreOp {
+    pub(crate) fn of(request: &StoreRequest) -> StoreOp {
+        match request {
+            StoreRequest::AcquireLease => StoreOp::AcquireLease,
+            StoreRequest::MarkInFlight { .. } => StoreOp::MarkInFlight,
+            StoreRequest::TokensUpdated { .. } | StoreRequest::TokensCleared { .. } => {
+                StoreOp::Write
+            }
+            StoreRequest::ReleaseLease { .. } => StoreOp::ReleaseLease,
+        }
+    }
+
+    fn during(self) -> &'static str {
+        match self {
+            StoreOp::AcquireLease => "acquiring the lease",
+            StoreOp::MarkInFlight => "marking the refresh in flight",
+            StoreOp::Write => "writing the tokens",
+            StoreOp::ReleaseLease => "releasing the lease",
+        }
+    }
 }
 
 /// The outcome of a [`Work`] item.
@@ -97,6 +153,25 @@ pub(crate) enum Performed {
     Saved(u64, Result<(), StoreError>),
     Cleared(Result<(), StoreError>),
     Given(u64, Option<Credentials>),
+    Stored(u64, StoreOp, Result<shared::Performed, StoreError>),
+}
+
+/// A store operation the flow must see done before it is polled again: new tokens (whose
+/// access token the next output may release), or a mark in flight (the next output is the
+/// refresh request it announces).
+#[derive(Debug)]
+enum Unsaved {
+    Save(StoredTokens),
+    Store(StoreRequest),
+}
+
+impl Unsaved {
+    fn work(&self, number: u64) -> Work {
+        match self {
+            Unsaved::Save(tokens) => Work::Save(number, tokens.clone()),
+            Unsaved::Store(request) => Work::Store(number, request.clone()),
+        }
+    }
 }
 
 /// What a caller should do next.
@@ -150,15 +225,22 @@ pub(crate) struct Engine {
     credentials: Option<CredentialsSource>,
     cache: Arc<TokenCache>,
     work: VecDeque<Work>,
-    /// A `Save` or `Clear` is handed out and not yet reported: the next one waits for it.
+    /// A `Save`, `Clear` or `Store` is handed out and not yet reported: the next one waits
+    /// for it.
     store_busy: bool,
-    /// Tokens handed out for saving and not yet saved, numbered. While set, the flow is not
-    /// polled: the next poll would release their access token.
-    unsaved: Option<(u64, StoredTokens)>,
-    /// The number of the `Save` queued or being performed, if any.
+    /// Tokens handed out for saving and not yet saved (or a shared-store write or mark not
+    /// yet reported), numbered. While set, the flow is not polled: the next poll would
+    /// release their access token, or hand out the refresh the mark announces.
+    unsaved: Option<(u64, Unsaved)>,
+    /// The number of the `Save` (or blocking `Store`) queued or being performed, if any.
     save_outstanding: Option<u64>,
-    /// Numbers saves, so that a save finishing after a logout cannot release later tokens.
+    /// Numbers saves and store requests, so that a save finishing after a logout cannot
+    /// release later tokens.
     next_save: u64,
+    /// The shared store failed to mark a refresh in flight: the lease request that follows
+    /// is answered [`StoreReport::Unavailable`] without asking the store, so that a store
+    /// failing its marks makes the renewal back off rather than spin.
+    mark_failed: bool,
     /// The question to the credentials source queued or being answered, if any.
     asking: Option<u64>,
     /// Numbers questions, so that an answer arriving after a logout is not acted on.
@@ -199,10 +281,6 @@ impl Engine {
         stored: Option<StoredTokens>,
         credentials: Option<CredentialsSource>,
     ) -> Result<Engine, Error> {
-        // Refused rather than left to stall: nothing here answers the flow's lease requests.
-        if config.shared_store() {
-            return Err(Error::SharedStoreUnsupported);
-        }
         let (clock, now, wall) = HostClock::start();
         let flow = match stored {
             Some(stored) => {
@@ -211,7 +289,30 @@ impl Engine {
             None => TokenFlow::new(config, seed(), now, wall),
         };
         log::restored(flow.generation());
-        Ok(Engine {
+        Ok(Engine::with_flow(flow, clock, credentials))
+    }
+
+    /// A replica sharing its tokens through a shared store (`config` has
+    /// [`shared_store`](Config::shared_store) set) that holds `snapshot` now: the flow starts
+    /// from it, so a replica carries on with a login another one made.
+    pub(crate) fn replica(
+        config: Config,
+        snapshot: SharedSnapshot,
+        credentials: Option<CredentialsSource>,
+    ) -> Engine {
+        let (clock, now, wall) = HostClock::start();
+        let mut flow = TokenFlow::new(config, seed(), now, wall);
+        flow.handle_input(now, Input::Store(StoreReport::Changed(snapshot)));
+        log::restored(flow.generation());
+        Engine::with_flow(flow, clock, credentials)
+    }
+
+    fn with_flow(
+        flow: TokenFlow,
+        clock: HostClock,
+        credentials: Option<CredentialsSource>,
+    ) -> Engine {
+        Engine {
             flow,
             clock,
             credentials,
@@ -221,6 +322,7 @@ impl Engine {
             unsaved: None,
             save_outstanding: None,
             next_save: 0,
+            mark_failed: false,
             asking: None,
             next_ask: 0,
             idle_until: None,
@@ -233,7 +335,7 @@ impl Engine {
             logouts: 0,
             logout_report: LogoutReport::default(),
             shut_down: false,
-        })
+        }
     }
 
     /// What the flow holds, without a secret.
@@ -251,10 +353,11 @@ impl Engine {
         self.shut_down
     }
 
-    /// Starts a wait. A save that failed earlier is queued again, so each new call retries it.
+    /// Starts a wait. A save (or shared-store write) that failed earlier is queued again, so
+    /// each new call retries it.
     pub(crate) fn ticket(&mut self, want: Want) -> Ticket {
-        if let (Some((number, tokens)), None) = (&self.unsaved, self.save_outstanding) {
-            let work = Work::Save(*number, tokens.clone());
+        if let (Some((number, unsaved)), None) = (&self.unsaved, self.save_outstanding) {
+            let work = unsaved.work(*number);
             self.save_outstanding = Some(*number);
             self.queue(work);
         }
@@ -320,6 +423,10 @@ impl Engine {
     /// Logs out: every wait begun before ends with [`Error::LoggedOut`], any save or question
     /// not yet started is dropped (and the outcome of one under way ignored), and the flow
     /// forgets the tokens and starts revoking them.
+    ///
+    /// Shared-store requests are kept, in order, and a write that failed still goes first:
+    /// the flow counts every write it asked for, and the clearing the logout asks for expects
+    /// the store to hold them (otherwise it would find another version and adopt it).
     pub(crate) fn logout(&mut self, now: Instant) {
         let now = self.clock.at(now);
         self.logouts += 1;
@@ -328,8 +435,11 @@ impl Engine {
         self.cache.clear();
         self.work
             .retain(|w| !matches!(w, Work::Save(..) | Work::Ask(..)));
-        self.save_outstanding = None;
-        self.unsaved = None;
+        if !matches!(self.unsaved, Some((_, Unsaved::Store(_)))) {
+            self.save_outstanding = None;
+            self.unsaved = None;
+        }
+        self.mark_failed = false;
         self.asking = None;
         self.flow.logout(now);
         log::logout();
@@ -382,7 +492,7 @@ impl Engine {
                 }
                 // After a logout (and perhaps a new login) these tokens are no longer the
                 // ones held back: the outcome concerns nobody.
-                if self.unsaved.as_ref().is_some_and(|(n, _)| *n == number) {
+                if self.holds_back(number) {
                     match result {
                         Ok(()) => self.unsaved = None,
                         Err(error) => {
@@ -408,7 +518,72 @@ impl Engine {
                     }
                 }
             }
+            Performed::Stored(number, op, result) => self.on_stored(now, number, op, result),
         }
+        self.drain(now);
+    }
+
+    /// Whether the save or store write numbered `number` is what keeps the flow unpolled.
+    fn holds_back(&self, number: u64) -> bool {
+        self.unsaved.as_ref().is_some_and(|(n, _)| *n == number)
+    }
+
+    /// The outcome of a shared-store request: what the store said goes to the flow; a
+    /// failure is reported as what it means for the protocol (see the module documentation).
+    fn on_stored(
+        &mut self,
+        now: Timestamp,
+        number: u64,
+        op: StoreOp,
+        result: Result<shared::Performed, StoreError>,
+    ) {
+        self.store_busy = false;
+        if self.save_outstanding == Some(number) {
+            self.save_outstanding = None;
+        }
+        let held_back = self.holds_back(number);
+        let report = match result {
+            Ok(performed) => {
+                if held_back {
+                    self.unsaved = None;
+                }
+                performed.report
+            }
+            Err(error) => {
+                log::store_failure(op.during(), &error);
+                match op {
+                    StoreOp::AcquireLease => Some(StoreReport::Unavailable),
+                    // The mark may not be written, so the refresh must not go.
+                    StoreOp::MarkInFlight => {
+                        if held_back {
+                            self.unsaved = None;
+                        }
+                        self.mark_failed = true;
+                        Some(StoreReport::LeaseLost)
+                    }
+                    // Held back like unsaved tokens, until a later call writes them.
+                    StoreOp::Write => {
+                        if held_back {
+                            self.record_failure(Error::store(error));
+                        }
+                        None
+                    }
+                    // The lease runs out by itself.
+                    StoreOp::ReleaseLease => None,
+                }
+            }
+        };
+        if let Some(report) = report {
+            self.flow.handle_input(now, Input::Store(report));
+        }
+    }
+
+    /// Reports what the shared store holds after its change feed announced a change (another
+    /// replica wrote tokens or released the lease).
+    pub(crate) fn store_changed(&mut self, now: Instant, snapshot: SharedSnapshot) {
+        let now = self.clock.at(now);
+        self.flow
+            .handle_input(now, Input::Store(StoreReport::Changed(snapshot)));
         self.drain(now);
     }
 
@@ -430,6 +605,14 @@ impl Engine {
             Taken::Save(number) => Performed::Saved(number, Err(interrupted("save"))),
             Taken::Clear => Performed::Cleared(Err(interrupted("deletion"))),
             Taken::Ask(number) => Performed::Given(number, None),
+            Taken::Store(number, op) => {
+                let interrupted = std::io::Error::other("the store operation was interrupted");
+                Performed::Stored(
+                    number,
+                    op,
+                    Err(StoreError::shared(op.during(), interrupted)),
+                )
+            }
         };
         self.report(now, performed);
     }
@@ -613,7 +796,7 @@ impl Engine {
                     self.queue(Work::Send(request, deadline));
                 }
                 Output::Event(event) => {
-                    if self.on_event(event) {
+                    if self.on_event(now, event) {
                         return;
                     }
                 }
@@ -623,22 +806,21 @@ impl Engine {
         self.idle_until = Some(now);
     }
 
-    /// Acts on an event; true when polling must stop until the tokens are saved.
-    fn on_event(&mut self, event: Event) -> bool {
+    /// Acts on an event; true when polling must stop until the tokens are saved (or the
+    /// shared store written).
+    fn on_event(&mut self, now: Timestamp, event: Event) -> bool {
         log::event(&event);
         match event {
             Event::TokensUpdated(tokens) => {
-                let number = self.next_save;
-                self.next_save += 1;
-                self.queue(Work::Save(number, tokens.clone()));
-                self.unsaved = Some((number, tokens));
-                self.save_outstanding = Some(number);
+                self.hold_back(Unsaved::Save(tokens));
                 return true;
             }
             Event::TokensCleared => self.queue(Work::Clear),
-            // New tokens always come through `TokensUpdated`, whose save emptied the cache:
-            // the next caller takes the new token from the flow, and keeps it at hand.
+            // A new token comes with work that emptied the cache (a save, a store write), or
+            // from the shared store without any: either way the next caller takes it from
+            // the flow, and keeps it at hand.
             Event::AccessReady { .. } => {
+                self.cache.clear();
                 self.readies += 1;
                 self.login_reason = None;
             }
@@ -654,10 +836,43 @@ impl Engine {
             event @ (Event::Revoked { .. } | Event::RevocationFailed { .. }) => {
                 self.logout_report.record(&event);
             }
-            // The adapters do not configure a shared store yet.
-            Event::Store(_) => {}
+            Event::Store(StoreRequest::AcquireLease) if self.mark_failed => {
+                // The store failed to mark a refresh a moment ago: taking the lease again at
+                // once would fail the same way, as fast as it can. The renewal backs off
+                // instead, like a failed request, and takes the lease after the backoff.
+                self.mark_failed = false;
+                self.flow
+                    .handle_input(now, Input::Store(StoreReport::Unavailable));
+            }
+            Event::Store(
+                request @ (StoreRequest::MarkInFlight { .. }
+                | StoreRequest::TokensUpdated { .. }
+                | StoreRequest::TokensCleared { .. }),
+            ) => {
+                self.hold_back(Unsaved::Store(request));
+                return true;
+            }
+            Event::Store(request) => {
+                let number = self.number();
+                self.queue(Work::Store(number, request));
+            }
         }
         false
+    }
+
+    /// Queues `unsaved` as the next store work and keeps the flow unpolled until it is done.
+    fn hold_back(&mut self, unsaved: Unsaved) {
+        let number = self.number();
+        self.queue(unsaved.work(number));
+        self.unsaved = Some((number, unsaved));
+        self.save_outstanding = Some(number);
+    }
+
+    /// The number of the next save or store request.
+    fn number(&mut self) -> u64 {
+        let number = self.next_save;
+        self.next_save += 1;
+        number
     }
 }
 
@@ -754,18 +969,339 @@ mod tests {
         engine
     }
 
-    #[test]
-    fn a_shared_store_configuration_is_refused_rather_than_left_waiting() {
-        let shared = Config::builder("https://id.example/token", "client")
+    /// A replica's configuration: one send per renewal, so that a failure shows at once.
+    fn replica_config() -> Config {
+        Config::builder("https://id.example/token", "client")
             .client_secret("secret")
             .shared_store(true)
+            .retry(crate::RetryPolicy {
+                max_retries: 0,
+                ..crate::RetryPolicy::default()
+            })
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn store_work(step: Step) -> (u64, StoreRequest) {
+        match work(step) {
+            Work::Store(number, request) => (number, request),
+            other => panic!("expected store work, got {other:?}"),
+        }
+    }
+
+    /// Reports a store request performed, the store answering `report`.
+    fn stored(
+        engine: &mut Engine,
+        now: Instant,
+        (number, request): (u64, StoreRequest),
+        report: Option<StoreReport>,
+    ) {
+        let performed = shared::Performed {
+            report,
+            changed: true,
+        };
+        engine.report(
+            now,
+            Performed::Stored(number, StoreOp::of(&request), Ok(performed)),
+        );
+    }
+
+    /// Reports a store request failed.
+    fn store_failed(engine: &mut Engine, now: Instant, (number, request): (u64, StoreRequest)) {
+        let error = StoreError::shared("testing", std::io::Error::other("the store is down"));
+        engine.report(
+            now,
+            Performed::Stored(number, StoreOp::of(&request), Err(error)),
+        );
+    }
+
+    /// A replica logged in with a password (its renewals are refreshes), its tokens written
+    /// at version 1: the engine and what the store holds.
+    fn replica_logged_in(now: Instant) -> (Engine, SharedSnapshot) {
+        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let send = work(engine.step(now, &mut login));
+        respond(&mut engine, now, send, 1);
+        let write = store_work(engine.step(now, &mut login));
+        let StoreRequest::TokensUpdated {
+            tokens,
+            expected_version,
+        } = &write.1
+        else {
+            panic!("expected the tokens written, got {write:?}");
+        };
+        assert_eq!(*expected_version, shared::StoreVersion::EMPTY);
+        let held = SharedSnapshot {
+            version: expected_version.next(),
+            tokens: Some(tokens.clone()),
+            in_flight: None,
+        };
+        stored(&mut engine, now, write, None);
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+        (engine, held)
+    }
+
+    /// Refuses the token a caller holds: a renewal starts, asking for the lease.
+    fn renewal(engine: &mut Engine, now: Instant) -> Ticket {
+        let mut holder = engine.ticket(Want::Bearer);
+        let Step::Ready(held) = engine.step(now, &mut holder) else {
+            panic!("a token is held");
+        };
+        engine.unauthorized(now, held.generation(), &http::HeaderMap::new());
+        engine.ticket(Want::Bearer)
+    }
+
+    #[test]
+    fn a_replica_starts_from_the_login_in_the_store_and_adopts_changes_without_a_request() {
+        let now = Instant::now();
+        let (_, held) = replica_logged_in(now);
+        let mut engine = Engine::replica(replica_config(), held.clone(), None);
+        let mut caller = engine.ticket(Want::Bearer);
+        let first = generation(engine.step(now, &mut caller));
+        assert!(engine.work.is_empty());
+
+        // Another replica renewed: the change is adopted, and the token at hand replaced.
+        let (other, _) = replica_logged_in(now);
+        let mut renewed = other.flow.stored_tokens().unwrap();
+        renewed.access_token = Some(crate::secret::AccessToken::new("AT-other"));
+        assert!(engine.cache().get(now).is_some());
+        engine.store_changed(
+            now,
+            SharedSnapshot {
+                version: held.version.next(),
+                tokens: Some(renewed),
+                in_flight: None,
+            },
+        );
+        assert!(engine.cache().get(now).is_none());
+        let mut caller = engine.ticket(Want::Bearer);
+        assert!(generation(engine.step(now, &mut caller)) > first);
+        assert!(engine.work.is_empty(), "no request");
+    }
+
+    #[test]
+    fn store_work_is_handed_out_in_order_and_the_flow_waits_for_marks_and_writes() {
+        let now = Instant::now();
+        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let send = work(engine.step(now, &mut login));
+        respond(&mut engine, now, send, 1);
+
+        // The write is out: nobody gets the token, and nothing else comes out of the flow.
+        let write = store_work(engine.step(now, &mut login));
+        let mut early = engine.ticket(Want::Bearer);
+        assert!(matches!(engine.step(now, &mut early), Step::Wait(_)));
+        assert!(engine.work.is_empty());
+        assert_eq!(engine.readies, 0, "the access token is not released");
+        let StoreRequest::TokensUpdated { tokens, .. } = &write.1 else {
+            panic!("{write:?}");
+        };
+        let held = SharedSnapshot {
+            version: shared::StoreVersion::new(1),
+            tokens: Some(tokens.clone()),
+            in_flight: None,
+        };
+        stored(&mut engine, now, write, None);
+        assert!(matches!(engine.step(now, &mut login), Step::Done));
+        assert_eq!(generation(engine.step(now, &mut early)), 1);
+
+        // A renewal takes the lease, then marks the refresh in flight: while the mark is
+        // out, the refresh request stays in the flow.
+        let mut caller = renewal(&mut engine, now);
+        let lease = store_work(engine.step(now, &mut caller));
+        assert_eq!(lease.1, StoreRequest::AcquireLease);
+        stored(
+            &mut engine,
+            now,
+            lease,
+            Some(StoreReport::Lease(shared::LeaseAnswer::Granted(held))),
+        );
+        let mark = store_work(engine.step(now, &mut caller));
+        assert!(
+            matches!(mark.1, StoreRequest::MarkInFlight { .. }),
+            "{mark:?}"
+        );
+        let mut other = engine.ticket(Want::Bearer);
+        assert!(matches!(engine.step(now, &mut other), Step::Wait(_)));
+        assert!(engine.work.is_empty(), "the refresh waits for its mark");
+        stored(&mut engine, now, mark, None);
+        let refresh = work(engine.step(now, &mut caller));
+        assert!(matches!(refresh, Work::Send(..)), "{refresh:?}");
+        respond(&mut engine, now, refresh, 2);
+
+        // The new tokens are written, then the lease released; a logout's clearing waits
+        // for the release under way, and comes after it.
+        let write = store_work(engine.step(now, &mut caller));
+        assert!(
+            matches!(
+                write.1,
+                StoreRequest::TokensUpdated { expected_version, .. }
+                    if expected_version == shared::StoreVersion::new(1)
+            ),
+            "{write:?}"
+        );
+        stored(&mut engine, now, write, None);
+        let release = store_work(engine.step(now, &mut caller));
+        assert_eq!(
+            release.1,
+            StoreRequest::ReleaseLease {
+                clear_in_flight: true
+            }
+        );
+        let mut logout = engine.ticket(Want::Settled);
+        engine.logout(now);
+        assert!(matches!(engine.step(now, &mut logout), Step::Wait(_)));
+        stored(&mut engine, now, release, None);
+        let clear = store_work(engine.step(now, &mut logout));
+        assert_eq!(
+            clear.1,
+            StoreRequest::TokensCleared {
+                expected_version: shared::StoreVersion::new(2)
+            }
+        );
+        stored(&mut engine, now, clear, None);
+        assert!(matches!(engine.step(now, &mut logout), Step::Done));
+    }
+
+    #[test]
+    fn a_lease_the_store_cannot_give_fails_the_renewal_without_a_request() {
+        let now = Instant::now();
+        let (mut engine, _) = replica_logged_in(now);
+        let mut caller = renewal(&mut engine, now);
+        let lease = store_work(engine.step(now, &mut caller));
+        assert_eq!(lease.1, StoreRequest::AcquireLease);
+        store_failed(&mut engine, now, lease);
+        match engine.step(now, &mut caller) {
+            Step::Fail(Error::TokenRequest(error)) => {
+                assert_eq!(error.cause, crate::FailureCause::SharedStoreUnavailable);
+            }
+            other => panic!("expected the renewal to fail, got {other:?}"),
+        }
+        assert!(engine.work.is_empty());
+    }
+
+    #[test]
+    fn a_mark_the_store_cannot_write_withdraws_the_refresh_and_backs_off() {
+        let now = Instant::now();
+        let (mut engine, held) = replica_logged_in(now);
+        let mut caller = renewal(&mut engine, now);
+        let lease = store_work(engine.step(now, &mut caller));
+        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
+        stored(&mut engine, now, lease, Some(granted));
+        let mark = store_work(engine.step(now, &mut caller));
+        assert!(
+            matches!(mark.1, StoreRequest::MarkInFlight { .. }),
+            "{mark:?}"
+        );
+        store_failed(&mut engine, now, mark);
+        // Not sent, and the lease is not asked for again at once: the renewal fails like a
+        // request that found the store unavailable (no retries configured).
+        match engine.step(now, &mut caller) {
+            Step::Fail(Error::TokenRequest(error)) => {
+                assert_eq!(error.cause, crate::FailureCause::SharedStoreUnavailable);
+            }
+            other => panic!("expected the renewal to fail, got {other:?}"),
+        }
+        assert!(engine.work.is_empty(), "{:?}", engine.work);
+    }
+
+    #[test]
+    fn tokens_the_store_cannot_write_are_held_back_and_written_by_the_next_call() {
+        let now = Instant::now();
+        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let send = work(engine.step(now, &mut login));
+        respond(&mut engine, now, send, 1);
+        let write = store_work(engine.step(now, &mut login));
+        let first = write.1.clone();
+        store_failed(&mut engine, now, write);
+        match engine.step(now, &mut login) {
+            Step::Fail(Error::Store(error)) => {
+                assert!(matches!(*error, StoreError::Shared { .. }), "{error}");
+            }
+            other => panic!("expected a store error, got {other:?}"),
+        }
+        assert_eq!(engine.readies, 0);
+
+        // The next call writes the same tokens again, and then uses them.
+        let mut next = engine.ticket(Want::Bearer);
+        let again = store_work(engine.step(now, &mut next));
+        assert_eq!(again.1, first);
+        stored(&mut engine, now, again, None);
+        assert_eq!(generation(engine.step(now, &mut next)), 1);
+    }
+
+    #[test]
+    fn a_lease_the_store_cannot_release_concerns_no_caller() {
+        let now = Instant::now();
+        let (mut engine, held) = replica_logged_in(now);
+        let mut caller = renewal(&mut engine, now);
+        let lease = store_work(engine.step(now, &mut caller));
+        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
+        stored(&mut engine, now, lease, Some(granted));
+        let mark = store_work(engine.step(now, &mut caller));
+        stored(&mut engine, now, mark, None);
+        let refresh = work(engine.step(now, &mut caller));
+        respond(&mut engine, now, refresh, 2);
+        let write = store_work(engine.step(now, &mut caller));
+        stored(&mut engine, now, write, None);
+        let release = store_work(engine.step(now, &mut caller));
+        assert!(matches!(release.1, StoreRequest::ReleaseLease { .. }));
+        store_failed(&mut engine, now, release);
+        assert_eq!(generation(engine.step(now, &mut caller)), 2);
+    }
+
+    #[test]
+    fn abandoned_store_work_never_sends_an_unmarked_refresh_nor_loses_tokens() {
+        let now = Instant::now();
+        let (mut engine, held) = replica_logged_in(now);
+        let mut caller = renewal(&mut engine, now);
+        let lease = store_work(engine.step(now, &mut caller));
+        assert_eq!(lease.1, StoreRequest::AcquireLease);
+        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held.clone()));
+        stored(&mut engine, now, lease, Some(granted));
+        let mark = work(engine.step(now, &mut caller));
         assert!(matches!(
-            Engine::new(shared, None, None),
-            Err(Error::SharedStoreUnsupported)
+            mark,
+            Work::Store(_, StoreRequest::MarkInFlight { .. })
         ));
-        assert!(Engine::new(config(), None, None).is_ok());
+        engine.abandoned(now, mark.taken());
+        assert!(matches!(
+            engine.step(now, &mut caller),
+            Step::Fail(Error::TokenRequest(_))
+        ));
+        assert!(engine.work.is_empty(), "no refresh sent: {:?}", engine.work);
+
+        // A later renewal's write abandoned: its callers fail, the tokens stay held back
+        // and the next call writes them.
+        let mut caller = engine.ticket(Want::Bearer);
+        let lease = store_work(engine.step(now, &mut caller));
+        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
+        stored(&mut engine, now, lease, Some(granted));
+        let mark = store_work(engine.step(now, &mut caller));
+        stored(&mut engine, now, mark, None);
+        let refresh = work(engine.step(now, &mut caller));
+        respond(&mut engine, now, refresh, 2);
+        let write = work(engine.step(now, &mut caller));
+        let Work::Store(_, written) = &write else {
+            panic!("expected the write, got {write:?}");
+        };
+        let written = written.clone();
+        engine.abandoned(now, write.taken());
+        assert!(matches!(
+            engine.step(now, &mut caller),
+            Step::Fail(Error::Store(_))
+        ));
+        let mut next = engine.ticket(Want::Bearer);
+        let again = store_work(engine.step(now, &mut next));
+        assert_eq!(again.1, written);
+        stored(&mut engine, now, again, None);
+        let release = store_work(engine.step(now, &mut next));
+        stored(&mut engine, now, release, None);
+        assert_eq!(generation(engine.step(now, &mut next)), 2);
     }
 
     #[test]

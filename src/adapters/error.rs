@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::adapters::interactive::{DeviceEnd, device_end};
+use crate::adapters::replica::ReplicaSetupError;
 use crate::adapters::store::StoreError;
 use crate::api_origin::ApiRequestError;
 use crate::discovery::DiscoveryError;
@@ -28,8 +29,10 @@ pub enum Error {
     },
     /// The token request failed for good, after its retries.
     TokenRequest(FlowError),
-    /// The token store failed. When a save failed, the new tokens are held back until a
-    /// later call manages to save them.
+    /// The token store failed (or the shared store of
+    /// [`replicas`](crate::adapters::ClientBuilder::replicas):
+    /// [`StoreError::Shared`]). When a save (or a write to the shared store) failed, the new
+    /// tokens are held back until a later call manages to save them.
     Store(Arc<StoreError>),
     /// The tokens in the store could not be restored.
     Restore(RestoreError),
@@ -56,12 +59,9 @@ pub enum Error {
     /// `send` refused to attach the access token to the request, before any IO: cleartext
     /// `http://` off loopback, or an origin the configuration does not allow.
     ApiRequestRefused(ApiRequestError),
-    /// The configuration asks for a shared token store
-    /// ([`ConfigBuilder::shared_store`](crate::ConfigBuilder::shared_store)), whose protocol
-    /// these clients do not drive yet: a client built so would wait for lease answers that
-    /// never come. Drive [`TokenFlow`](crate::TokenFlow) with a
-    /// [`SharedTokenStore`](crate::shared::SharedTokenStore) instead.
-    SharedStoreUnsupported,
+    /// `build` refused the replica settings
+    /// ([`replicas`](crate::adapters::ClientBuilder::replicas) and what goes with it).
+    ReplicaSetup(ReplicaSetupError),
 }
 
 impl Error {
@@ -107,10 +107,7 @@ impl fmt::Display for Error {
             }
             Error::HttpClient(error) => write!(f, "cannot build the HTTP client: {error}"),
             Error::ApiRequestRefused(error) => error.fmt(f),
-            Error::SharedStoreUnsupported => f.write_str(
-                "the clients do not drive the shared-store protocol yet; \
-                 drive TokenFlow with a SharedTokenStore instead",
-            ),
+            Error::ReplicaSetup(error) => write!(f, "cannot build the client: {error}"),
         }
     }
 }
@@ -128,11 +125,10 @@ impl std::error::Error for Error {
             Error::Discovery(error) => Some(error),
             Error::HttpClient(error) => Some(error.as_ref()),
             Error::ApiRequestRefused(error) => Some(error),
-            Error::LoginRequired { .. }
-            | Error::LoggedOut
-            | Error::Shutdown
-            | Error::NoRuntime
-            | Error::SharedStoreUnsupported => None,
+            Error::ReplicaSetup(error) => Some(error),
+            Error::LoginRequired { .. } | Error::LoggedOut | Error::Shutdown | Error::NoRuntime => {
+                None
+            }
         }
     }
 }

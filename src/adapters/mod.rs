@@ -19,6 +19,19 @@
 //! answer that comes late still reaches the flow, which adopts a renewal's late answer (the
 //! only live successor of a rotated refresh token) while the token it renews is held. A
 //! blocking caller performing such a request may so wait up to twice the request timeout.
+//!
+//! # Replicas
+//!
+//! Several clients — in one process or many — share one login with
+//! [`ClientBuilder::replicas`]: each is given the same
+//! [`SharedTokenStore`](crate::shared::SharedTokenStore) (a database's, or
+//! [`shared::MemoryStore`](crate::shared::MemoryStore) within a process) and a holder name of
+//! its own, and the engine drives the shared-store protocol of [`crate::shared`]: each store
+//! request the flow makes is performed outside the lock (by the calling thread, or on
+//! tokio's blocking pool) and reported back, writes one at a time and in order, marks and
+//! writes before the flow goes on. With [`ClientBuilder::store_changes`], a background waiter
+//! reports each change of the store, so a replica waiting for another's renewal adopts its
+//! tokens at once.
 
 mod builder;
 mod cache;
@@ -28,7 +41,9 @@ mod engine;
 mod error;
 mod interactive;
 mod log;
+mod off_runtime;
 pub mod redirect;
+mod replica;
 mod shared;
 pub mod store;
 
@@ -41,4 +56,5 @@ pub use builder::{Client, ClientBuilder, DEFAULT_API_MAX_BODY, DEFAULT_API_TIMEO
 pub use error::Error;
 pub use interactive::{LogoutReport, RevocationFailure};
 pub use redirect::{LoopbackRedirect, RedirectError};
+pub use replica::ReplicaSetupError;
 pub use store::{FileStore, MAX_TOKEN_FILE_BYTES, MemoryStore, StoreError, TokenStore};

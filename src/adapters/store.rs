@@ -58,6 +58,28 @@ pub enum StoreError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The store shared by replicas ([`ClientBuilder::replicas`](crate::adapters::ClientBuilder::replicas)),
+    /// or its change feed, failed.
+    Shared {
+        /// What the client was doing: `acquiring the lease`, `writing the tokens`, …
+        during: &'static str,
+        /// The store's own error (whose message must carry no token, as this type's never
+        /// does).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// A failure of the shared store `during` an operation.
+    pub(crate) fn shared(
+        during: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Shared {
+            during,
+            source: source.into(),
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -81,6 +103,9 @@ impl fmt::Display for StoreError {
                 "token store {} is larger than {limit} bytes and was not read",
                 path.display()
             ),
+            StoreError::Shared { during, source } => {
+                write!(f, "shared token store failed {during}: {source}")
+            }
         }
     }
 }
@@ -90,6 +115,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Corrupt { source, .. } => Some(source),
+            StoreError::Shared { source, .. } => Some(source.as_ref()),
             StoreError::NotAFile { .. } | StoreError::TooLarge { .. } => None,
         }
     }

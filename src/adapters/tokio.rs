@@ -34,9 +34,10 @@
 //! never held across an `await`) and gets one of:
 //!
 //! * a ready token: it takes it and goes;
-//! * work (a token request to send, tokens to save or delete, the credentials source to ask):
-//!   it hands the item to a task of its own — token requests to a tokio task, store writes
-//!   and the credentials source to the blocking pool — and asks again;
+//! * work (a token request to send, tokens to save or delete, a request to the shared store
+//!   of [replicas](ClientBuilder::replicas), the credentials source to ask): it hands the
+//!   item to a task of its own — token requests to a tokio task, store writes, shared-store
+//!   requests and the credentials source to the blocking pool — and asks again;
 //! * nothing to do yet: it waits on a `tokio::sync::Notify`, which every reported outcome
 //!   wakes, at most until the flow's next deadline, then asks again.
 //!
@@ -47,6 +48,11 @@
 //!
 //! There is no background task: the flow moves when callers call (a proactive renewal is
 //! started by the first caller that finds it due, which takes the current token meanwhile).
+//! The one exception is a replica's change feed
+//! ([`store_changes`](ClientBuilder::store_changes)), waited on by a task of the blocking
+//! pool that reports each change of the shared store and wakes the callers; it ends within a
+//! second of the client's last clone, or of the runtime starting to shut down (which waits
+//! that long for it).
 
 use std::future::Future;
 use std::pin::pin;
@@ -62,7 +68,7 @@ use super::driver::{now, wait_for};
 use super::engine::{Performed, Step, Ticket, Want, Work};
 use super::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use super::log;
-use super::shared::{Assignment, Shared, Wake};
+use super::shared::{Assignment, Shared, Wake, watch_changes};
 #[cfg(doc)]
 use crate::TransportErrorKind;
 use crate::discovery::ProviderMetadata;
@@ -369,12 +375,32 @@ impl<T: AsyncTransport> ClientBuilder<AsyncClient<T>> {
     ///
     /// Fails with [`Error::NoRuntime`] outside a tokio runtime, with [`Error::Store`] when
     /// the store cannot be read and with [`Error::Restore`] when its tokens cannot be used.
+    ///
+    /// With [`replicas`](ClientBuilder::replicas) it reads the shared store instead (on a
+    /// thread of its own, the store being blocking), and fails with [`Error::ReplicaSetup`]
+    /// on the mistakes that method names. A change feed
+    /// ([`store_changes`](ClientBuilder::store_changes)) is waited on by a task of the
+    /// runtime's blocking pool, which ends with the client or with the runtime.
     pub fn build(self) -> Result<AsyncClient<T>, Error> {
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        Ok(AsyncClient {
-            shared: Arc::new(Shared::new(self, Notify::new())?),
-            runtime,
-        })
+        let (shared, changes) = Shared::new(self, Notify::new())?;
+        let shared = Arc::new(shared);
+        if let Some(feed) = changes {
+            let hub = shared.hub();
+            // A runtime shutting down waits for its blocking tasks, so the waiter also ends
+            // with the runtime (a client may outlive it): it watches a token held by a task
+            // that never completes, which the shutdown drops.
+            let running = Arc::new(());
+            let shutdown = Arc::downgrade(&running);
+            runtime.spawn(async move {
+                let _running = running;
+                std::future::pending::<()>().await;
+            });
+            runtime.spawn_blocking(move || {
+                watch_changes(hub, feed, move || shutdown.strong_count() == 0);
+            });
+        }
+        Ok(AsyncClient { shared, runtime })
     }
 }
 
@@ -553,7 +579,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
     /// tokens stay for the next start.
     pub async fn shutdown(&self) {
         self.shared.lock().shut_down();
-        self.shared.waiters.wake_all();
+        self.shared.waiters().wake_all();
     }
 
     /// What the client holds — whether it has an access and a refresh token, when they
@@ -603,7 +629,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
         loop {
             // Registered before the engine is looked at, so that no wake-up in between is
             // missed.
-            let mut changed = pin!(self.shared.waiters.notified());
+            let mut changed = pin!(self.shared.waiters().notified());
             changed.as_mut().enable();
             let now = now();
             let step = self.shared.lock().step(now, &mut ticket);

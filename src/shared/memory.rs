@@ -1,21 +1,78 @@
-//! A [`SharedTokenStore`] in memory, for tests and simulations of many replicas.
+//! A [`SharedTokenStore`] in memory, for tests and simulations of many replicas, with a
+//! change feed ([`MemoryChanges`]) for replicas that run on threads of one process.
 
 use std::convert::Infallible;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::time::UnixTime;
 use crate::token::StoredTokens;
 
+use super::changes::StoreChanges;
 use super::protocol::LeaseAnswer;
 use super::snapshot::{InFlightRefresh, SharedSnapshot, StoreVersion};
 use super::store::{CasOutcome, MarkOutcome, SharedTokenStore};
 
 /// A shared token store in one process's memory: the replicas of a simulation share it by
-/// reference. Leases expire by the `now` each call is given; nothing reads a clock.
+/// reference (or, being clients on threads, through an `Arc`). Leases expire by the `now`
+/// each call is given; nothing reads a clock.
+///
+/// Every write and every released lease is announced to the feeds made with
+/// [`changes`](Self::changes).
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    feed: Arc<Feed>,
+}
+
+/// Counts the changes of one store; waiting feeds sleep on the condition variable until the
+/// count moves.
+#[derive(Debug, Default)]
+struct Feed {
+    changes: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl Feed {
+    fn count(&self) -> MutexGuard<'_, u64> {
+        // A counter is never left half-updated.
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn announce(&self) {
+        let mut count = self.count();
+        *count = count.wrapping_add(1);
+        drop(count);
+        self.moved.notify_all();
+    }
+}
+
+/// The change feed of a [`MemoryStore`], made by [`MemoryStore::changes`]: a
+/// [`StoreChanges`] for replicas in one process (threads or tasks sharing the store).
+///
+/// It hears every change from the moment it is made. Waiting blocks the calling thread (on a
+/// condition variable); the wait's timeout is the only time it measures.
+#[derive(Debug)]
+pub struct MemoryChanges {
+    feed: Arc<Feed>,
+    /// The count of changes already reported.
+    seen: u64,
+}
+
+impl StoreChanges for MemoryChanges {
+    type Error = Infallible;
+
+    fn wait_for_change(&mut self, timeout: Duration) -> Result<bool, Infallible> {
+        let seen = self.seen;
+        let count = self.feed.count();
+        let (count, _) = self
+            .feed
+            .moved
+            .wait_timeout_while(count, timeout, |count| *count == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        self.seen = *count;
+        Ok(*count != seen)
+    }
 }
 
 #[derive(Debug)]
@@ -44,6 +101,30 @@ impl MemoryStore {
                 snapshot: SharedSnapshot::empty(),
                 lease: None,
             }),
+            feed: Arc::default(),
+        }
+    }
+
+    /// A feed of this store's changes (tokens written or cleared, a lease released), heard
+    /// from now on: one per replica, each waiting on its own.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokenflow::shared::{MemoryStore, SharedTokenStore, StoreChanges, StoreVersion};
+    ///
+    /// let store = Arc::new(MemoryStore::new());
+    /// let mut changes = store.changes();
+    /// let writer = Arc::clone(&store);
+    /// // Another replica clears the tokens, on a thread of its own.
+    /// std::thread::spawn(move || writer.compare_and_set(StoreVersion::EMPTY, None));
+    /// assert!(changes.wait_for_change(Duration::from_secs(60)).unwrap());
+    /// ```
+    pub fn changes(&self) -> MemoryChanges {
+        let seen = *self.feed.count();
+        MemoryChanges {
+            feed: Arc::clone(&self.feed),
+            seen,
         }
     }
 
@@ -125,6 +206,8 @@ impl SharedTokenStore for MemoryStore {
             tokens: tokens.cloned(),
             in_flight: None,
         };
+        drop(state);
+        self.feed.announce();
         Ok(CasOutcome::Written(version))
     }
 
@@ -139,6 +222,8 @@ impl SharedTokenStore for MemoryStore {
             if clear_in_flight {
                 state.snapshot.in_flight = None;
             }
+            drop(state);
+            self.feed.announce();
         }
         Ok(())
     }
@@ -209,6 +294,48 @@ mod tests {
             CasOutcome::Written(StoreVersion::new(1))
         );
         assert_eq!(store.snapshot().unwrap().in_flight, None);
+    }
+
+    #[test]
+    fn a_feed_hears_the_writes_and_releases_made_since_it_was_made() {
+        let store = MemoryStore::new();
+        let t0 = UnixTime::from_secs(1_000);
+        store
+            .compare_and_set(StoreVersion::EMPTY, Some(&tokens(1)))
+            .unwrap();
+        let mut changes = store.changes();
+        let mut changed = || changes.wait_for_change(Duration::ZERO).unwrap();
+        assert!(!changed(), "a write before the feed existed");
+
+        // Taking a lease, a stale write and a release by a non-holder change nothing.
+        store.acquire_lease("a", MINUTE, t0).unwrap();
+        store
+            .compare_and_set(StoreVersion::EMPTY, Some(&tokens(2)))
+            .unwrap();
+        store.release_lease("b", true).unwrap();
+        assert!(!changed());
+
+        // The holder's release is one.
+        store.release_lease("a", false).unwrap();
+        assert!(changed());
+
+        // Two changes while nobody waits: kept, and merged into one.
+        store.compare_and_set(StoreVersion::new(1), None).unwrap();
+        store.acquire_lease("a", MINUTE, t0).unwrap();
+        store.release_lease("a", true).unwrap();
+        assert!(changed());
+        assert!(!changed());
+
+        // A waiting feed wakes when another thread writes.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                store
+                    .compare_and_set(StoreVersion::new(2), Some(&tokens(3)))
+                    .unwrap();
+            });
+            assert!(changes.wait_for_change(Duration::from_secs(30)).unwrap());
+        });
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! [`Input::Store`](crate::Input::Store) ([`StoreReport`]). [`SharedTokenStore`] is the store
 //! interface a host can build on, and [`perform`] carries out one request on it and says what
 //! to report; [`MemoryStore`] implements the store in memory for tests and simulations.
+//! The clients of [`adapters`](crate::adapters) drive the protocol themselves, given a store
+//! with `ClientBuilder::replicas`.
 //!
 //! # What the store holds
 //!
@@ -41,7 +43,9 @@
 //! 3. **Waiting.** While another replica holds the lease, the flow waits for the store to
 //!    change: the host reports each change of the store (a write, a released lease) with
 //!    [`StoreReport::Changed`]. A newer version is adopted; anything else makes the flow ask
-//!    for the lease again. Without news it asks again after the request timeout.
+//!    for the lease again. Without news it asks again after the request timeout. A host
+//!    hears of changes through a [`StoreChanges`] feed (a database's notifications;
+//!    [`MemoryStore::changes`] in memory).
 //! 4. **A refresh under the lease is marked in flight first.** The flow emits
 //!    [`StoreRequest::MarkInFlight`] right before the refresh request. As with
 //!    `TokensUpdated`, the host must have written the mark **before it polls again** (the next
@@ -80,14 +84,16 @@
 //! the compare-and-set, so that of two replicas logging in at once, one wins and the other
 //! adopts its tokens.
 
+mod changes;
 mod host;
 mod memory;
 mod protocol;
 mod snapshot;
 mod store;
 
+pub use changes::StoreChanges;
 pub use host::{Performed, perform};
-pub use memory::MemoryStore;
+pub use memory::{MemoryChanges, MemoryStore};
 pub use protocol::{LeaseAnswer, StoreReport, StoreRequest};
 pub use snapshot::{InFlightRefresh, SharedSnapshot, StoreVersion};
 pub use store::{CasOutcome, MarkOutcome, SharedTokenStore};

@@ -1,5 +1,6 @@
 //! The interface a host implements over the store its replicas share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::time::UnixTime;
@@ -77,4 +78,84 @@ pub trait SharedTokenStore {
     /// Releases `holder`'s lease, and with `clear_in_flight` the in-flight mark. Does nothing
     /// when `holder` does not hold the lease (the mark then belongs to someone else).
     fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error>;
+}
+
+/// A store shared by reference: one [`MemoryStore`](super::MemoryStore) serving every replica
+/// of a simulation, for example.
+impl<S: SharedTokenStore + ?Sized> SharedTokenStore for &S {
+    type Error = S::Error;
+
+    fn acquire_lease(
+        &self,
+        holder: &str,
+        duration: Duration,
+        now: UnixTime,
+    ) -> Result<LeaseAnswer, Self::Error> {
+        (**self).acquire_lease(holder, duration, now)
+    }
+
+    fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
+        (**self).snapshot()
+    }
+
+    fn mark_in_flight(
+        &self,
+        holder: &str,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<MarkOutcome, Self::Error> {
+        (**self).mark_in_flight(holder, since, now)
+    }
+
+    fn compare_and_set(
+        &self,
+        expected: StoreVersion,
+        tokens: Option<&StoredTokens>,
+    ) -> Result<CasOutcome, Self::Error> {
+        (**self).compare_and_set(expected, tokens)
+    }
+
+    fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
+        (**self).release_lease(holder, clear_in_flight)
+    }
+}
+
+/// A store shared through an `Arc`: several clients of one process (each given a clone)
+/// sharing one [`MemoryStore`](super::MemoryStore), for example.
+impl<S: SharedTokenStore + ?Sized> SharedTokenStore for Arc<S> {
+    type Error = S::Error;
+
+    fn acquire_lease(
+        &self,
+        holder: &str,
+        duration: Duration,
+        now: UnixTime,
+    ) -> Result<LeaseAnswer, Self::Error> {
+        (**self).acquire_lease(holder, duration, now)
+    }
+
+    fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
+        (**self).snapshot()
+    }
+
+    fn mark_in_flight(
+        &self,
+        holder: &str,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<MarkOutcome, Self::Error> {
+        (**self).mark_in_flight(holder, since, now)
+    }
+
+    fn compare_and_set(
+        &self,
+        expected: StoreVersion,
+        tokens: Option<&StoredTokens>,
+    ) -> Result<CasOutcome, Self::Error> {
+        (**self).compare_and_set(expected, tokens)
+    }
+
+    fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
+        (**self).release_lease(holder, clear_in_flight)
+    }
 }
