@@ -111,12 +111,13 @@ impl MemoryStore {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use tokenflow::shared::{MemoryStore, SharedTokenStore, StoreChanges};
+    /// use tokenflow::shared::{MemoryStore, SharedTokenStore, StoreChanges, StoreVersion};
     ///
     /// let store = Arc::new(MemoryStore::new());
     /// let mut changes = store.changes();
     /// let writer = Arc::clone(&store);
-    /// std::thread::spawn(move || writer.release_lease("replica-1", true));
+    /// // A write is a change (a release by a replica that holds no lease is not).
+    /// std::thread::spawn(move || writer.compare_and_set(StoreVersion::EMPTY, None));
     /// while !changes.wait_for_change(Duration::from_secs(1)).unwrap() {}
     /// ```
     pub fn changes(&self) -> MemoryChanges {
