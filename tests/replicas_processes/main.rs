@@ -350,9 +350,9 @@ fn renewal_period() -> Duration {
 
 /// The most refreshes a window can hold: the first renewal comes a renewal period after the
 /// login, each next one a renewal period after the token it replaces was received (which is
-/// after the previous one was sent); +1 for what the one clock read of the window cannot
-/// see (the replicas' tokens are timed from their answers' arrival, the window from
-/// outside).
+/// after the previous one was sent), so `window / period` of them; +1 of slack, because the
+/// window is read by the parent and each renewal is timed by a replica from the arrival of
+/// an answer.
 fn refresh_bound(window: Duration) -> u64 {
     let periods = window.as_nanos() / renewal_period().as_nanos();
     u64::try_from(periods).expect("a few") + 1
