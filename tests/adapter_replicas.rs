@@ -733,3 +733,43 @@ fn the_change_waiter_ends_with_the_client() {
     assert!(after < Duration::from_millis(2_500), "{after:?}");
     drop(runtime);
 }
+
+#[test]
+fn a_runtime_shutting_down_does_not_wait_for_a_client_that_outlives_it() {
+    let config = config_builder("http://127.0.0.1:9/token").build().unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async {
+        let transport = |_: Request<Vec<u8>>, _: Instant, _: usize| async {
+            Err::<Response<Vec<u8>>, _>(TransportError::not_sent("offline"))
+        };
+        AsyncClient::builder(config, transport)
+            .replicas(Arc::new(MemoryStore::new()), "outliving")
+            .store_changes(Silent {
+                dropped: Arc::clone(&dropped),
+            })
+            .build()
+            .expect("a replica")
+    });
+    // A runtime's shutdown waits for its blocking tasks: the change waiter must end with it.
+    let (shut_down, done) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    thread::spawn(move || {
+        drop(runtime);
+        let _ = shut_down.send(());
+    });
+    assert!(
+        done.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the runtime's shutdown waits for the change waiter"
+    );
+    eprintln!("the runtime shut down in {:?}", started.elapsed());
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the feed went with the waiter"
+    );
+    drop(client);
+}

@@ -367,7 +367,7 @@ impl<T: Transport> ClientBuilder<BlockingClient<T>> {
             let hub = shared.hub();
             thread::Builder::new()
                 .name("tokenflow-store-changes".into())
-                .spawn(move || watch_changes(hub, feed))
+                .spawn(move || watch_changes(hub, feed, || false))
                 .map_err(|error| {
                     Error::store(StoreError::shared("starting the change waiter", error))
                 })?;

@@ -176,8 +176,9 @@ impl<C: Client> ClientBuilder<C> {
     /// tokio's blocking pool (async client). It waits on the feed, reads the store's
     /// snapshot after each change and reports it to the flow, and wakes the callers. It
     /// keeps the client alive no longer than its callers do: it stops within a second of
-    /// the last clone of the client being dropped (a tokio runtime shutting down waits that
-    /// long for it). A failing feed is logged and waited on again a second later.
+    /// the last clone of the client being dropped, or of the async client's runtime
+    /// starting to shut down (which waits that long for it). A failing feed is logged and
+    /// waited on again a second later.
     ///
     /// `build` refuses it without [`replicas`](Self::replicas)
     /// ([`Error::ReplicaSetup`](crate::adapters::Error::ReplicaSetup)).

@@ -289,11 +289,19 @@ impl<T, W: Wake> Drop for Assignment<T, W> {
 /// The change waiter of a replica client ([`ClientBuilder::store_changes`]): waits on `feed`,
 /// and after each change reads the shared store, reports what it holds and wakes the callers.
 /// Runs on a thread of its own (the async client's: a task of tokio's blocking pool) until
-/// the client is gone, which it sees within [`CHANGE_WAIT`], or shut down. A failing feed is
-/// logged, and waited on again after a pause.
-pub(crate) fn watch_changes<W: Wake>(hub: Weak<Hub<W>>, mut feed: ChangeFeed) {
+/// the client is gone, which it sees within [`CHANGE_WAIT`], or shut down, or `ended` says
+/// so (the async client's runtime shutting down). A failing feed is logged, and waited on
+/// again after a pause.
+pub(crate) fn watch_changes<W: Wake>(
+    hub: Weak<Hub<W>>,
+    mut feed: ChangeFeed,
+    ended: impl Fn() -> bool,
+) {
     loop {
         let changed = feed.wait(CHANGE_WAIT);
+        if ended() {
+            return;
+        }
         // Held only while reporting: the client's last clone may go meanwhile, and the hub
         // then ends here.
         let Some(client) = hub.upgrade() else {

@@ -51,7 +51,8 @@
 //! The one exception is a replica's change feed
 //! ([`store_changes`](ClientBuilder::store_changes)), waited on by a task of the blocking
 //! pool that reports each change of the shared store and wakes the callers; it ends within a
-//! second of the client's last clone (and a runtime shutting down waits that long for it).
+//! second of the client's last clone, or of the runtime starting to shut down (which waits
+//! that long for it).
 
 use std::future::Future;
 use std::pin::pin;
@@ -371,14 +372,25 @@ impl<T: AsyncTransport> ClientBuilder<AsyncClient<T>> {
     /// thread of its own, the store being blocking), and fails with [`Error::ReplicaSetup`]
     /// on the mistakes that method names. A change feed
     /// ([`store_changes`](ClientBuilder::store_changes)) is waited on by a task of the
-    /// runtime's blocking pool.
+    /// runtime's blocking pool, which ends with the client or with the runtime.
     pub fn build(self) -> Result<AsyncClient<T>, Error> {
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (shared, changes) = Shared::new(self, Notify::new())?;
         let shared = Arc::new(shared);
         if let Some(feed) = changes {
             let hub = shared.hub();
-            runtime.spawn_blocking(move || watch_changes(hub, feed));
+            // A runtime shutting down waits for its blocking tasks, so the waiter also ends
+            // with the runtime (a client may outlive it): it watches a token held by a task
+            // that never completes, which the shutdown drops.
+            let running = Arc::new(());
+            let shutdown = Arc::downgrade(&running);
+            runtime.spawn(async move {
+                let _running = running;
+                std::future::pending::<()>().await;
+            });
+            runtime.spawn_blocking(move || {
+                watch_changes(hub, feed, move || shutdown.strong_count() == 0);
+            });
         }
         Ok(AsyncClient { shared, runtime })
     }

@@ -116,9 +116,9 @@ impl MemoryStore {
     /// let store = Arc::new(MemoryStore::new());
     /// let mut changes = store.changes();
     /// let writer = Arc::clone(&store);
-    /// // A write is a change (a release by a replica that holds no lease is not).
+    /// // Another replica clears the tokens, on a thread of its own.
     /// std::thread::spawn(move || writer.compare_and_set(StoreVersion::EMPTY, None));
-    /// while !changes.wait_for_change(Duration::from_secs(1)).unwrap() {}
+    /// assert!(changes.wait_for_change(Duration::from_secs(60)).unwrap());
     /// ```
     pub fn changes(&self) -> MemoryChanges {
         let seen = *self.feed.count();
