@@ -982,6 +982,17 @@ mod tests {
             .unwrap()
     }
 
+    /// A replica whose password login was answered with token set 1, and the login's ticket:
+    /// the write of the new tokens comes next.
+    fn replica_answered_login(now: Instant) -> (Engine, Ticket) {
+        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
+        let mut login = engine.ticket(Want::Login);
+        engine.login(now, Credentials::password("joe", "pw"));
+        let send = work(engine.step(now, &mut login));
+        respond(&mut engine, now, send, 1);
+        (engine, login)
+    }
+
     fn store_work(step: Step) -> (u64, StoreRequest) {
         match work(step) {
             Work::Store(number, request) => (number, request),
@@ -1018,11 +1029,7 @@ mod tests {
     /// A replica logged in with a password (its renewals are refreshes), its tokens written
     /// at version 1: the engine and what the store holds.
     fn replica_logged_in(now: Instant) -> (Engine, SharedSnapshot) {
-        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
-        let mut login = engine.ticket(Want::Login);
-        engine.login(now, Credentials::password("joe", "pw"));
-        let send = work(engine.step(now, &mut login));
-        respond(&mut engine, now, send, 1);
+        let (mut engine, mut login) = replica_answered_login(now);
         let write = store_work(engine.step(now, &mut login));
         let StoreRequest::TokensUpdated {
             tokens,
@@ -1083,11 +1090,7 @@ mod tests {
     #[test]
     fn store_work_is_handed_out_in_order_and_the_flow_waits_for_marks_and_writes() {
         let now = Instant::now();
-        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
-        let mut login = engine.ticket(Want::Login);
-        engine.login(now, Credentials::password("joe", "pw"));
-        let send = work(engine.step(now, &mut login));
-        respond(&mut engine, now, send, 1);
+        let (mut engine, mut login) = replica_answered_login(now);
 
         // The write is out: nobody gets the token, and nothing else comes out of the flow.
         let write = store_work(engine.step(now, &mut login));
@@ -1210,11 +1213,7 @@ mod tests {
     #[test]
     fn tokens_the_store_cannot_write_are_held_back_and_written_by_the_next_call() {
         let now = Instant::now();
-        let mut engine = Engine::replica(replica_config(), SharedSnapshot::empty(), None);
-        let mut login = engine.ticket(Want::Login);
-        engine.login(now, Credentials::password("joe", "pw"));
-        let send = work(engine.step(now, &mut login));
-        respond(&mut engine, now, send, 1);
+        let (mut engine, mut login) = replica_answered_login(now);
         let write = store_work(engine.step(now, &mut login));
         let first = write.1.clone();
         store_failed(&mut engine, now, write);

@@ -80,82 +80,58 @@ pub trait SharedTokenStore {
     fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error>;
 }
 
-/// A store shared by reference: one [`MemoryStore`](super::MemoryStore) serving every replica
-/// of a simulation, for example.
-impl<S: SharedTokenStore + ?Sized> SharedTokenStore for &S {
-    type Error = S::Error;
+/// Implements [`SharedTokenStore`] for a pointer type by forwarding every call to the store
+/// it points to.
+macro_rules! forward_shared_token_store {
+    ($(#[$doc:meta])* $pointer:ty) => {
+        $(#[$doc])*
+        impl<S: SharedTokenStore + ?Sized> SharedTokenStore for $pointer {
+            type Error = S::Error;
 
-    fn acquire_lease(
-        &self,
-        holder: &str,
-        duration: Duration,
-        now: UnixTime,
-    ) -> Result<LeaseAnswer, Self::Error> {
-        (**self).acquire_lease(holder, duration, now)
-    }
+            fn acquire_lease(
+                &self,
+                holder: &str,
+                duration: Duration,
+                now: UnixTime,
+            ) -> Result<LeaseAnswer, Self::Error> {
+                (**self).acquire_lease(holder, duration, now)
+            }
 
-    fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
-        (**self).snapshot()
-    }
+            fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
+                (**self).snapshot()
+            }
 
-    fn mark_in_flight(
-        &self,
-        holder: &str,
-        since: UnixTime,
-        now: UnixTime,
-    ) -> Result<MarkOutcome, Self::Error> {
-        (**self).mark_in_flight(holder, since, now)
-    }
+            fn mark_in_flight(
+                &self,
+                holder: &str,
+                since: UnixTime,
+                now: UnixTime,
+            ) -> Result<MarkOutcome, Self::Error> {
+                (**self).mark_in_flight(holder, since, now)
+            }
 
-    fn compare_and_set(
-        &self,
-        expected: StoreVersion,
-        tokens: Option<&StoredTokens>,
-    ) -> Result<CasOutcome, Self::Error> {
-        (**self).compare_and_set(expected, tokens)
-    }
+            fn compare_and_set(
+                &self,
+                expected: StoreVersion,
+                tokens: Option<&StoredTokens>,
+            ) -> Result<CasOutcome, Self::Error> {
+                (**self).compare_and_set(expected, tokens)
+            }
 
-    fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
-        (**self).release_lease(holder, clear_in_flight)
-    }
+            fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
+                (**self).release_lease(holder, clear_in_flight)
+            }
+        }
+    };
 }
 
-/// A store shared through an `Arc`: several clients of one process (each given a clone)
-/// sharing one [`MemoryStore`](super::MemoryStore), for example.
-impl<S: SharedTokenStore + ?Sized> SharedTokenStore for Arc<S> {
-    type Error = S::Error;
-
-    fn acquire_lease(
-        &self,
-        holder: &str,
-        duration: Duration,
-        now: UnixTime,
-    ) -> Result<LeaseAnswer, Self::Error> {
-        (**self).acquire_lease(holder, duration, now)
-    }
-
-    fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
-        (**self).snapshot()
-    }
-
-    fn mark_in_flight(
-        &self,
-        holder: &str,
-        since: UnixTime,
-        now: UnixTime,
-    ) -> Result<MarkOutcome, Self::Error> {
-        (**self).mark_in_flight(holder, since, now)
-    }
-
-    fn compare_and_set(
-        &self,
-        expected: StoreVersion,
-        tokens: Option<&StoredTokens>,
-    ) -> Result<CasOutcome, Self::Error> {
-        (**self).compare_and_set(expected, tokens)
-    }
-
-    fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
-        (**self).release_lease(holder, clear_in_flight)
-    }
-}
+forward_shared_token_store!(
+    /// A store shared by reference: one [`MemoryStore`](super::MemoryStore) serving every
+    /// replica of a simulation, for example.
+    &S
+);
+forward_shared_token_store!(
+    /// A store shared through an `Arc`: several clients of one process (each given a clone)
+    /// sharing one [`MemoryStore`](super::MemoryStore), for example.
+    Arc<S>
+);
