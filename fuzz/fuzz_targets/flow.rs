@@ -425,8 +425,14 @@ impl Host {
         }
         // Tokens another replica wrote are new tokens, as a command's are: renewing them
         // at once (they may be expired already) is no retry of the failed renewals before.
+        // Adopting them ends a renewal under way (the protocol in `tokenflow::shared`), a
+        // request of it already sent included, also when the lease was lost meanwhile and no
+        // `ReleaseLease` marks the end: a renewal of the new tokens is a new attempt, whose
+        // sends count from zero. (A login under way goes on, and its count restarts too:
+        // weaker for that attempt, never wrong.)
         let after = self.flow.stored_tokens();
         if token_strs(before.as_ref()) != token_strs(after.as_ref()) {
+            self.sends_in_attempt = 0;
             self.failures_since_progress = 0;
             self.progress_at = self.latest.max(self.now);
         }
