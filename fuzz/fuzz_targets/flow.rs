@@ -160,6 +160,21 @@ fn check_debug(value: &impl std::fmt::Debug) {
     });
 }
 
+/// The value of the first `name` field of a form, decoded. Only that field is decoded: the
+/// others (the password, the scope) would each be decoded into a new `String` for nothing.
+fn form_value<'a>(form: &'a [u8], name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form.split(|&b| b == b'&').find_map(|pair| {
+        let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        // A key written with escapes is decoded to be compared; a plain one is compared as is.
+        let escaped = key.iter().any(|&b| b == b'%' || b == b'+');
+        if !escaped && key != name.as_bytes() {
+            return None;
+        }
+        let (key, value) = form_urlencoded::parse(pair).next()?;
+        (key == name).then_some(value)
+    })
+}
+
 /// The access and refresh tokens of a stored set, borrowed.
 fn token_strs(stored: Option<&StoredTokens>) -> (Option<&str>, Option<&str>) {
     (
@@ -264,9 +279,7 @@ impl Host {
             self.in_flight
         );
         self.in_flight.push((id, deadline));
-        if let Some((_, token)) =
-            form_urlencoded::parse(request.body()).find(|(k, _)| k == "refresh_token")
-        {
+        if let Some(token) = form_value(request.body(), "refresh_token") {
             assert!(
                 !self.superseded.contains(token.as_ref()),
                 "a refresh token was presented after its successor was stored"
