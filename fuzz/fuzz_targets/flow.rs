@@ -88,6 +88,9 @@ struct Host {
     /// Requests reported as failed: a late answer to one of them may be adopted.
     failed: Vec<RequestId>,
     stored: Option<StoredTokens>,
+    /// Refresh tokens a successor was stored after, unless stored again since: a server may
+    /// issue a value it issued before (this world's answers do: form-encoded ones turn every
+    /// non-string token into "1"), and the one stored last is the current token.
     superseded: HashSet<String>,
     last_was_tokens_updated: bool,
     generations: Vec<Generation>,
@@ -309,6 +312,9 @@ impl Host {
                         self.superseded.insert(old.expose_secret().to_owned());
                     }
                 }
+                if let Some(new) = tokens.refresh_token.as_ref() {
+                    self.superseded.remove(new.expose_secret());
+                }
                 let reread = StoredTokens::from_json(&tokens.to_json())
                     .expect("the flow's tokens can be stored and read back");
                 assert_eq!(token_strs(Some(&reread)), token_strs(Some(tokens)));
@@ -391,6 +397,9 @@ impl Host {
                             if old.expose_secret() != new.expose_secret() {
                                 self.superseded.insert(old.expose_secret().to_owned());
                             }
+                        }
+                        if let Some(new) = new.refresh_token.as_ref() {
+                            self.superseded.remove(new.expose_secret());
                         }
                         self.stored = Some(new.clone());
                         self.progress();
