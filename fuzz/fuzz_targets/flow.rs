@@ -88,6 +88,9 @@ struct Host {
     /// Requests reported as failed: a late answer to one of them may be adopted.
     failed: Vec<RequestId>,
     stored: Option<StoredTokens>,
+    /// Refresh tokens a successor was stored after, unless stored again since: a server may
+    /// issue a value it issued before (this world's answers do: form-encoded ones turn every
+    /// non-string token into "1"), and the one stored last is the current token.
     superseded: HashSet<String>,
     last_was_tokens_updated: bool,
     generations: Vec<Generation>,
@@ -158,6 +161,21 @@ fn check_debug(value: &impl std::fmt::Debug) {
         write!(text, "{value:?}").expect("Debug writes to a String");
         check_text(text);
     });
+}
+
+/// The value of the first `name` field of a form, decoded. Only that field is decoded: the
+/// others (the password, the scope) would each be decoded into a new `String` for nothing.
+fn form_value<'a>(form: &'a [u8], name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form.split(|&b| b == b'&').find_map(|pair| {
+        let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        // A key written with escapes is decoded to be compared; a plain one is compared as is.
+        let escaped = key.iter().any(|&b| b == b'%' || b == b'+');
+        if !escaped && key != name.as_bytes() {
+            return None;
+        }
+        let (key, value) = form_urlencoded::parse(pair).next()?;
+        (key == name).then_some(value)
+    })
 }
 
 /// The access and refresh tokens of a stored set, borrowed.
@@ -264,9 +282,7 @@ impl Host {
             self.in_flight
         );
         self.in_flight.push((id, deadline));
-        if let Some((_, token)) =
-            form_urlencoded::parse(request.body()).find(|(k, _)| k == "refresh_token")
-        {
+        if let Some(token) = form_value(request.body(), "refresh_token") {
             assert!(
                 !self.superseded.contains(token.as_ref()),
                 "a refresh token was presented after its successor was stored"
@@ -295,6 +311,9 @@ impl Host {
                     if old.expose_secret() != new.expose_secret() {
                         self.superseded.insert(old.expose_secret().to_owned());
                     }
+                }
+                if let Some(new) = tokens.refresh_token.as_ref() {
+                    self.superseded.remove(new.expose_secret());
                 }
                 let reread = StoredTokens::from_json(&tokens.to_json())
                     .expect("the flow's tokens can be stored and read back");
@@ -379,6 +398,9 @@ impl Host {
                                 self.superseded.insert(old.expose_secret().to_owned());
                             }
                         }
+                        if let Some(new) = new.refresh_token.as_ref() {
+                            self.superseded.remove(new.expose_secret());
+                        }
                         self.stored = Some(new.clone());
                         self.progress();
                         None
@@ -425,8 +447,14 @@ impl Host {
         }
         // Tokens another replica wrote are new tokens, as a command's are: renewing them
         // at once (they may be expired already) is no retry of the failed renewals before.
+        // Adopting them ends a renewal under way (the protocol in `tokenflow::shared`), a
+        // request of it already sent included, also when the lease was lost meanwhile and no
+        // `ReleaseLease` marks the end: a renewal of the new tokens is a new attempt, whose
+        // sends count from zero. (A login under way goes on, and its count restarts too:
+        // weaker for that attempt, never wrong.)
         let after = self.flow.stored_tokens();
         if token_strs(before.as_ref()) != token_strs(after.as_ref()) {
+            self.sends_in_attempt = 0;
             self.failures_since_progress = 0;
             self.progress_at = self.latest.max(self.now);
         }

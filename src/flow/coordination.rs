@@ -87,12 +87,13 @@ impl TokenFlow {
             attempt.lease_held = true;
         }
         let newer = snapshot.version > self.store_version;
+        let mut renewed_elsewhere = false;
         if newer {
-            self.install_snapshot(now, snapshot);
+            renewed_elsewhere = self.install_snapshot(now, snapshot);
         } else if snapshot.version == self.store_version {
             self.note_in_flight(snapshot.in_flight);
         }
-        if newer && self.bearer(now).is_some() {
+        if renewed_elsewhere && self.bearer(now).is_some() {
             // Another replica renewed: nothing to send.
             self.end_attempt();
             return;
@@ -148,11 +149,10 @@ impl TokenFlow {
     }
 
     /// Adopts `snapshot` if it is newer than the tokens held (an older one may hold a refresh
-    /// token already spent here); true if it was adopted.
+    /// token already spent here); true if it brought other tokens than those held.
     fn adopt_if_newer(&mut self, now: Timestamp, snapshot: SharedSnapshot) -> bool {
         if snapshot.version > self.store_version {
-            self.adopt(now, snapshot);
-            return true;
+            return self.adopt(now, snapshot);
         }
         // Under its own lease the flow knows better: a mark at its version is its own, and
         // stays in the store after the server answered until the lease is released.
@@ -165,46 +165,59 @@ impl TokenFlow {
 
     /// Takes the store's tokens in place of the flow's. A renewal under way was for the old
     /// tokens and ends; callers still waiting get a renewal of the new ones if they need it.
-    fn adopt(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
-        self.install_snapshot(now, snapshot);
+    /// True if the store held other tokens than the flow.
+    fn adopt(&mut self, now: Timestamp, snapshot: SharedSnapshot) -> bool {
+        if !self.install_snapshot(now, snapshot) {
+            // The tokens held, handed back: the renewal under way is still theirs. Ending it
+            // would refuse the answer to its request (which may carry the successor of the
+            // refresh token) and present the token once more in a new attempt.
+            return false;
+        }
         let renewing = self
             .attempt
             .as_ref()
             .is_some_and(|a| a.purpose == Purpose::Renewal);
         if !renewing {
-            return;
+            return true;
         }
         self.abandon_attempt();
         if self.bearer(now).is_some() || self.tokens.is_none() {
-            return;
+            return true;
         }
         match self.renewal_grant() {
             Ok(grant) => self.begin(now, Call::Token(grant), Purpose::Renewal),
             Err(reason) => self.require_login(reason),
         }
+        true
     }
 
     /// Holds the snapshot's tokens, at its version, and releases a usable access token at
-    /// once: they are stored already.
-    fn install_snapshot(&mut self, now: Timestamp, snapshot: SharedSnapshot) {
+    /// once: they are stored already. True if they are other tokens than those held.
+    ///
+    /// The tokens held, handed back (a conflict reported at the version held, a repeated
+    /// answer), are not new: only the version and the in-flight mark are taken. What the
+    /// flow knows of them stays: an access token an API refused, the unanswered
+    /// presentations of the refresh token, the pause after a renewal the server just
+    /// refused (renewing them again at once would ignore its backoff and Retry-After), and
+    /// the token epoch a late answer is recognised in.
+    fn install_snapshot(&mut self, now: Timestamp, snapshot: SharedSnapshot) -> bool {
         self.store_version = snapshot.version;
-        self.epoch += 1;
-        self.unreleased = false;
-        self.releasing = None;
-        // The pause after a renewal that failed for good ends with new tokens; the same
-        // tokens handed back (a conflict reported at the version held) are still the ones
-        // the server just refused to renew, and renewing them again at once ignores its
-        // backoff and Retry-After.
         let held = self.tokens.as_ref().map(TokenSet::to_stored);
         let held = held.as_ref().map(|t| (&t.access_token, &t.refresh_token));
         if held
-            != snapshot
+            == snapshot
                 .tokens
                 .as_ref()
                 .map(|t| (&t.access_token, &t.refresh_token))
         {
-            self.renewal_hold = None;
+            self.note_in_flight(snapshot.in_flight);
+            return false;
         }
+        self.epoch += 1;
+        self.unreleased = false;
+        self.releasing = None;
+        // The pause after a renewal that failed for good ends with new tokens.
+        self.renewal_hold = None;
         // Tokens that do not validate are not presented anywhere: a login will replace them.
         self.tokens = snapshot
             .tokens
@@ -212,7 +225,7 @@ impl TokenFlow {
             .and_then(|stored| TokenSet::from_stored(&self.config, &self.clock, now, stored));
         self.note_in_flight(snapshot.in_flight);
         let Some(tokens) = &self.tokens else {
-            return;
+            return true;
         };
         if tokens.access.is_some() {
             self.generation += 1;
@@ -223,6 +236,7 @@ impl TokenFlow {
                     .push_back(Queued::Event(Event::AccessReady { generation }));
             }
         }
+        true
     }
 
     /// The store says the held refresh token was sent and never answered.
@@ -399,5 +413,97 @@ mod tests {
         flow.handle_input(now, Input::Timeout);
         let (sent, store, failed) = drain(&mut flow);
         assert_eq!((sent, store, failed), (0, vec![], vec![]));
+    }
+
+    #[test]
+    fn the_tokens_held_handed_back_by_the_store_keep_the_refresh_in_flight() {
+        // A conflict reported out of turn, at the version held and with the tokens held,
+        // after the lease was lost while the refresh was out: nothing new to adopt. The
+        // renewal was abandoned and started again, presenting the refresh token once more,
+        // and the answer to the first request, which may carry its successor, was refused.
+        let config = Config::builder("https://id.example/token", "app")
+            .client_secret("secret")
+            .shared_store(true)
+            .refresh_token_reuse(RefreshTokenReuse::GraceWindow(Duration::from_secs(60)))
+            .request_timeout(Duration::from_secs(1))
+            .retry(RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let mut now = Timestamp::from_secs(86_400);
+        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
+        flow.login(now, Credentials::password("joe", "pw"));
+        let Output::Send(login) = flow.poll_output() else {
+            panic!("no login request");
+        };
+        let answer = |body: &[u8]| {
+            http::Response::builder()
+                .status(200)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .unwrap()
+        };
+        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: login.id,
+                response: answer(body),
+            },
+        );
+        drain(&mut flow);
+        let held = SharedSnapshot {
+            version: StoreVersion::new(1),
+            tokens: flow.stored_tokens(),
+            in_flight: None,
+        };
+
+        // The token expires; the refresh goes out under the lease, marked in flight.
+        now += Duration::from_secs(120);
+        flow.handle_input(now, Input::Timeout);
+        drain(&mut flow);
+        flow.handle_input(
+            now,
+            Input::Store(StoreReport::Lease(LeaseAnswer::Granted(held.clone()))),
+        );
+        let refresh = flow.request_in_flight().expect("a refresh in flight");
+        let (sent, store, _) = drain(&mut flow);
+        assert_eq!(sent, 1);
+        let [StoreRequest::MarkInFlight { since }] = store[..] else {
+            panic!("{store:?}");
+        };
+
+        // The lease is lost with the request out, then the store hands back what is held.
+        flow.handle_input(now, Input::Store(StoreReport::LeaseLost));
+        drain(&mut flow);
+        let marked = SharedSnapshot {
+            in_flight: Some(crate::shared::InFlightRefresh { since }),
+            ..held
+        };
+        flow.handle_input(now, Input::Store(StoreReport::Conflict(marked)));
+        let (sent, store, failed) = drain(&mut flow);
+        assert_eq!((sent, store, failed), (0, vec![], vec![]));
+        assert_eq!(flow.request_in_flight(), Some(refresh));
+
+        // The first request's answer is the renewal's.
+        let body = br#"{"access_token":"AT2","token_type":"Bearer","expires_in":60,"refresh_token":"RT2"}"#;
+        flow.handle_input(
+            now,
+            Input::Response {
+                id: refresh,
+                response: answer(body),
+            },
+        );
+        let (_, store, _) = drain(&mut flow);
+        assert!(
+            matches!(
+                &store[..],
+                [StoreRequest::TokensUpdated { expected_version, .. }]
+                    if *expected_version == StoreVersion::new(1)
+            ),
+            "{store:?}"
+        );
     }
 }

@@ -39,7 +39,9 @@
 //!    does. Under the lease it then releases it; when busy, it waits. Tokens adopted from the
 //!    store at any time (a change, a conflict) end a renewal under way, as a login does: a
 //!    request of it still out is no longer awaited (its answer will be refused), and the host
-//!    may cancel it.
+//!    may cancel it. The tokens the flow holds, handed back by the store (a conflict at the
+//!    version held), are not new: the flow takes their version and in-flight mark, and a
+//!    renewal of them under way goes on.
 //! 3. **Waiting.** While another replica holds the lease, the flow waits for the store to
 //!    change: the host reports each change of the store (a write, a released lease) with
 //!    [`StoreReport::Changed`]. A newer version is adopted; anything else makes the flow ask
