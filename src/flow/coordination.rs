@@ -258,7 +258,9 @@ mod tests {
 
     use crate::TokenFlow;
     use crate::shared::{LeaseAnswer, SharedSnapshot, StoreReport, StoreRequest, StoreVersion};
-    use crate::{Config, Credentials, Event, Input, Output, RefreshTokenReuse, RetryPolicy};
+    use crate::{
+        Config, ConfigBuilder, Credentials, Event, Input, Output, RefreshTokenReuse, RetryPolicy,
+    };
     use crate::{Timestamp, UnixTime};
 
     /// Drains the flow: the requests it sent, the store requests it made, and the attempts
@@ -277,36 +279,42 @@ mod tests {
         panic!("no Idle");
     }
 
-    #[test]
-    fn a_resend_withdrawn_by_a_lost_lease_is_not_counted_as_an_attempt() {
-        let config = Config::builder("https://id.example/token", "app")
+    /// A replica's configuration without retries, shaped further by `tune`.
+    fn replica_config(tune: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Config {
+        let builder = Config::builder("https://id.example/token", "app")
             .client_secret("secret")
             .shared_store(true)
-            .refresh_token_reuse(RefreshTokenReuse::Reusable)
-            .request_timeout(Duration::from_secs(1))
             .retry(RetryPolicy {
                 max_retries: 0,
                 ..RetryPolicy::default()
-            })
-            .build()
-            .unwrap();
-        let mut now = Timestamp::from_secs(86_400);
+            });
+        tune(builder).build().unwrap()
+    }
+
+    /// A JSON answer of the token endpoint.
+    fn answer(status: u16, body: &[u8]) -> http::Response<Vec<u8>> {
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .unwrap()
+    }
+
+    /// A flow logged in with `AT1`/`RT1` (60 s), the time, and the store holding its tokens at
+    /// version 1.
+    fn logged_in(config: Config) -> (TokenFlow, Timestamp, SharedSnapshot) {
+        let now = Timestamp::from_secs(86_400);
         let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
         flow.login(now, Credentials::password("joe", "pw"));
         let Output::Send(login) = flow.poll_output() else {
             panic!("no login request");
         };
         let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
-        let response = http::Response::builder()
-            .status(200)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
-            .unwrap();
         flow.handle_input(
             now,
             Input::Response {
                 id: login.id,
-                response,
+                response: answer(200, body),
             },
         );
         drain(&mut flow);
@@ -315,6 +323,16 @@ mod tests {
             tokens: flow.stored_tokens(),
             in_flight: None,
         };
+        (flow, now, held)
+    }
+
+    #[test]
+    fn a_resend_withdrawn_by_a_lost_lease_is_not_counted_as_an_attempt() {
+        let (mut flow, mut now, held) = logged_in(replica_config(|config| {
+            config
+                .refresh_token_reuse(RefreshTokenReuse::Reusable)
+                .request_timeout(Duration::from_secs(1))
+        }));
 
         // The token expires; the renewal takes the lease and sends the refresh.
         now += Duration::from_secs(120);
@@ -350,42 +368,7 @@ mod tests {
 
     #[test]
     fn the_same_tokens_handed_back_by_the_store_keep_the_pause_after_a_failed_renewal() {
-        let config = Config::builder("https://id.example/token", "app")
-            .client_secret("secret")
-            .shared_store(true)
-            .retry(RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::default()
-            })
-            .build()
-            .unwrap();
-        let mut now = Timestamp::from_secs(86_400);
-        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
-        flow.login(now, Credentials::password("joe", "pw"));
-        let Output::Send(login) = flow.poll_output() else {
-            panic!("no login request");
-        };
-        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
-        let answer = |status: u16, body: &[u8]| {
-            http::Response::builder()
-                .status(status)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.to_vec())
-                .unwrap()
-        };
-        flow.handle_input(
-            now,
-            Input::Response {
-                id: login.id,
-                response: answer(200, body),
-            },
-        );
-        drain(&mut flow);
-        let held = SharedSnapshot {
-            version: StoreVersion::new(1),
-            tokens: flow.stored_tokens(),
-            in_flight: None,
-        };
+        let (mut flow, mut now, held) = logged_in(replica_config(|config| config));
 
         // The token expires; the renewal under the lease is refused.
         now += Duration::from_secs(120);
@@ -421,44 +404,11 @@ mod tests {
         // after the lease was lost while the refresh was out: nothing new to adopt. The
         // renewal was abandoned and started again, presenting the refresh token once more,
         // and the answer to the first request, which may carry its successor, was refused.
-        let config = Config::builder("https://id.example/token", "app")
-            .client_secret("secret")
-            .shared_store(true)
-            .refresh_token_reuse(RefreshTokenReuse::GraceWindow(Duration::from_secs(60)))
-            .request_timeout(Duration::from_secs(1))
-            .retry(RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::default()
-            })
-            .build()
-            .unwrap();
-        let mut now = Timestamp::from_secs(86_400);
-        let mut flow = TokenFlow::new(config, 1, now, UnixTime::from_secs(1_700_000_000));
-        flow.login(now, Credentials::password("joe", "pw"));
-        let Output::Send(login) = flow.poll_output() else {
-            panic!("no login request");
-        };
-        let answer = |body: &[u8]| {
-            http::Response::builder()
-                .status(200)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.to_vec())
-                .unwrap()
-        };
-        let body = br#"{"access_token":"AT1","token_type":"Bearer","expires_in":60,"refresh_token":"RT1"}"#;
-        flow.handle_input(
-            now,
-            Input::Response {
-                id: login.id,
-                response: answer(body),
-            },
-        );
-        drain(&mut flow);
-        let held = SharedSnapshot {
-            version: StoreVersion::new(1),
-            tokens: flow.stored_tokens(),
-            in_flight: None,
-        };
+        let (mut flow, mut now, held) = logged_in(replica_config(|config| {
+            config
+                .refresh_token_reuse(RefreshTokenReuse::GraceWindow(Duration::from_secs(60)))
+                .request_timeout(Duration::from_secs(1))
+        }));
 
         // The token expires; the refresh goes out under the lease, marked in flight.
         now += Duration::from_secs(120);
@@ -493,7 +443,7 @@ mod tests {
             now,
             Input::Response {
                 id: refresh,
-                response: answer(body),
+                response: answer(200, body),
             },
         );
         let (_, store, _) = drain(&mut flow);
