@@ -462,7 +462,7 @@ impl<T: Transport> BlockingClient<T> {
     /// its retries, and [`Error::Store`] when the new tokens could not be saved.
     #[inline]
     pub fn bearer(&self) -> Result<Bearer, Error> {
-        match self.shared.cached(crate::adapters::driver::now()) {
+        match self.shared.cached() {
             Some(bearer) => Ok(bearer),
             None => self.wait_for_bearer(),
         }

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use super::coarse_clock::CoarseDeadline;
 use crate::output::Bearer;
 
 /// A token and until when it may be handed out without asking the engine.
@@ -39,15 +40,16 @@ pub(crate) struct TokenCache {
 #[derive(Debug, Clone)]
 struct Cached {
     bearer: Bearer,
-    valid_until: Instant,
+    valid_until: CoarseDeadline,
     epoch: u64,
 }
 
 impl Cached {
-    /// Whether this entry may be handed out at `now`, when the cache is at `epoch`.
+    /// Whether this entry may be handed out when the cache is at `epoch` and `ahead` says
+    /// whether a deadline is still to come.
     #[inline]
-    fn serves(&self, epoch: u64, now: Instant) -> bool {
-        self.epoch == epoch && now < self.valid_until
+    fn serves(&self, epoch: u64, ahead: impl Fn(&CoarseDeadline) -> bool) -> bool {
+        self.epoch == epoch && ahead(&self.valid_until)
     }
 
     /// A copy sharing no reference count with this one.
@@ -65,33 +67,48 @@ impl Cached {
 }
 
 impl TokenCache {
-    /// The cached token, if it may still be handed out at `now`.
+    /// The cached token, if it may still be handed out.
     #[inline]
-    pub(crate) fn get(self: &Arc<Self>, now: Instant) -> Option<Bearer> {
+    pub(crate) fn get(self: &Arc<Self>) -> Option<Bearer> {
+        self.lookup(CoarseDeadline::is_ahead)
+    }
+
+    /// The cached token, if it may still be handed out at `now`.
+    #[cfg(test)]
+    pub(crate) fn get_at(self: &Arc<Self>, now: Instant) -> Option<Bearer> {
+        self.lookup(|deadline| deadline.is_ahead_of(now))
+    }
+
+    #[inline]
+    fn lookup(self: &Arc<Self>, ahead: impl Fn(&CoarseDeadline) -> bool + Copy) -> Option<Bearer> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let hit = LOCAL.with(|local| {
             let local = local.borrow();
             match &*local {
                 Some(slot) if Weak::as_ptr(&slot.owner) == Arc::as_ptr(self) => slot
                     .entry
-                    .serves(epoch, now)
+                    .serves(epoch, ahead)
                     .then(|| slot.entry.bearer.clone()),
                 _ => None,
             }
         });
         match hit {
             Some(bearer) => Some(bearer),
-            None => self.refill(epoch, now),
+            None => self.refill(epoch, ahead),
         }
     }
 
     /// Copies the engine's entry into the thread's slot and hands it out, if it serves.
     #[cold]
-    fn refill(self: &Arc<Self>, epoch: u64, now: Instant) -> Option<Bearer> {
+    fn refill(
+        self: &Arc<Self>,
+        epoch: u64,
+        ahead: impl Fn(&CoarseDeadline) -> bool,
+    ) -> Option<Bearer> {
         let copy = {
             let source = self.source.read().unwrap_or_else(|e| e.into_inner());
             match &*source {
-                Some(cached) if cached.serves(epoch, now) => cached.detached()?,
+                Some(cached) if cached.serves(epoch, ahead) => cached.detached()?,
                 _ => return None,
             }
         };
@@ -106,8 +123,10 @@ impl TokenCache {
         });
         Some(bearer)
     }
+
     /// Keeps `bearer` at hand until `valid_until`.
     pub(crate) fn set(&self, bearer: Bearer, valid_until: Instant) {
+        let valid_until = CoarseDeadline::new(valid_until);
         let mut source = self.source.write().unwrap_or_else(|e| e.into_inner());
         let epoch = self.advance();
         *source = Some(Cached {
@@ -163,12 +182,25 @@ mod tests {
     fn a_token_is_served_until_its_bound_and_not_after() {
         let cache = Arc::new(TokenCache::default());
         let now = Instant::now();
-        assert!(cache.get(now).is_none());
+        assert!(cache.get_at(now).is_none());
         cache.set(bearer("one", 1), now + Duration::from_secs(1));
-        let served = cache.get(now).unwrap();
+        let served = cache.get_at(now).unwrap();
         assert_eq!(served.header_value(), "Bearer one");
         assert!(served.header_value().is_sensitive());
-        assert!(cache.get(now + Duration::from_secs(1)).is_none());
+        assert!(cache.get_at(now + Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn on_the_clock_a_token_is_served_before_its_bound_and_not_after() {
+        let cache = Arc::new(TokenCache::default());
+        cache.set(bearer("one", 1), Instant::now() + Duration::from_secs(3600));
+        assert_eq!(cache.get().unwrap().header_value(), "Bearer one");
+        cache.set(bearer("two", 2), Instant::now() + Duration::from_millis(20));
+        assert_eq!(cache.get().unwrap().header_value(), "Bearer two");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(cache.get().is_none());
+        cache.set(bearer("three", 3), Instant::now());
+        assert!(cache.get().is_none());
     }
 
     #[test]
@@ -178,15 +210,15 @@ mod tests {
         let later = now + Duration::from_secs(60);
         cache.set(bearer("one", 1), later);
         assert_eq!(
-            cache.get(now).unwrap().generation(),
+            cache.get_at(now).unwrap().generation(),
             Generation::from_raw(1)
         );
         cache.set(bearer("two", 2), later);
-        assert_eq!(cache.get(now).unwrap().header_value(), "Bearer two");
+        assert_eq!(cache.get_at(now).unwrap().header_value(), "Bearer two");
         cache.clear();
-        assert!(cache.get(now).is_none());
+        assert!(cache.get_at(now).is_none());
         cache.set(bearer("three", 3), later);
-        assert_eq!(cache.get(now).unwrap().header_value(), "Bearer three");
+        assert_eq!(cache.get_at(now).unwrap().header_value(), "Bearer three");
     }
 
     #[test]
@@ -200,7 +232,7 @@ mod tests {
                 for _ in 0..6 {
                     scope.spawn(|| {
                         for _ in 0..3 {
-                            let served = cache.get(now).unwrap();
+                            let served = cache.get_at(now).unwrap();
                             assert_eq!(served.generation(), Generation::from_raw(generation));
                         }
                     });
@@ -209,7 +241,7 @@ mod tests {
             cache.clear();
             std::thread::scope(|scope| {
                 for _ in 0..6 {
-                    scope.spawn(|| assert!(cache.get(now).is_none()));
+                    scope.spawn(|| assert!(cache.get_at(now).is_none()));
                 }
             });
         }
@@ -224,7 +256,11 @@ mod tests {
         let stale_epoch = cache.epoch.load(Ordering::Acquire);
         cache.set(bearer("new", 2), later);
         // A reader that loaded the epoch before the second write and copied after it.
-        assert!(cache.refill(stale_epoch, now).is_none());
-        assert_eq!(cache.get(now).unwrap().header_value(), "Bearer new");
+        assert!(
+            cache
+                .refill(stale_epoch, |deadline| deadline.is_ahead_of(now))
+                .is_none()
+        );
+        assert_eq!(cache.get_at(now).unwrap().header_value(), "Bearer new");
     }
 }

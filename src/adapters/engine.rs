@@ -1072,7 +1072,7 @@ mod tests {
         let (other, _) = replica_logged_in(now);
         let mut renewed = other.flow.stored_tokens().unwrap();
         renewed.access_token = Some(crate::secret::AccessToken::new("AT-other"));
-        assert!(engine.cache().get(now).is_some());
+        assert!(engine.cache().get_at(now).is_some());
         engine.store_changed(
             now,
             SharedSnapshot {
@@ -1081,7 +1081,7 @@ mod tests {
                 in_flight: None,
             },
         );
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
         let mut caller = engine.ticket(Want::Bearer);
         assert!(generation(engine.step(now, &mut caller)) > first);
         assert!(engine.work.is_empty(), "no request");
@@ -1345,7 +1345,7 @@ mod tests {
         let mut early = engine.ticket(Want::Bearer);
         assert!(matches!(engine.step(now, &mut early), Step::Wait(_)));
         assert!(engine.work.is_empty(), "one save at a time");
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
         save(&mut engine, now, stored, Err(disk_full()));
         assert!(matches!(
             engine.step(now, &mut login),
@@ -1472,28 +1472,31 @@ mod tests {
     fn the_token_at_hand_lasts_until_the_renewal_point_and_goes_with_a_401() {
         let now = Instant::now();
         let mut engine = logged_in(now);
-        assert!(engine.cache().get(now).is_none(), "filled when handed out");
+        assert!(
+            engine.cache().get_at(now).is_none(),
+            "filled when handed out"
+        );
         let mut caller = engine.ticket(Want::Bearer);
         assert_eq!(generation(engine.step(now, &mut caller)), 1);
-        let cached = engine.cache().get(now).expect("a token at hand");
+        let cached = engine.cache().get_at(now).expect("a token at hand");
         assert_eq!(cached.generation().get(), 1);
         // Renewal is due 30 s before the hour ends (counted from the engine's start, a moment
         // after `now`).
         assert!(
             engine
                 .cache()
-                .get(now + Duration::from_secs(3569))
+                .get_at(now + Duration::from_secs(3569))
                 .is_some()
         );
         assert!(
             engine
                 .cache()
-                .get(now + Duration::from_secs(3571))
+                .get_at(now + Duration::from_secs(3571))
                 .is_none()
         );
 
         engine.unauthorized(now, cached.generation(), &http::HeaderMap::new());
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
     }
 
     #[test]
@@ -1505,23 +1508,23 @@ mod tests {
         let mut login = engine.ticket(Want::Login);
         engine.login(now, Credentials::ClientCredentials);
         // A login under way leaves the current token in use...
-        assert!(engine.cache().get(now).is_none(), "work queued");
+        assert!(engine.cache().get_at(now).is_none(), "work queued");
         let request = work(engine.step(now, &mut login));
         let mut caller = engine.ticket(Want::Bearer);
         assert_eq!(generation(engine.step(now, &mut caller)), 1);
-        assert!(engine.cache().get(now).is_some());
+        assert!(engine.cache().get_at(now).is_some());
         // ...until the new one is ready.
         respond(&mut engine, now, request, 2);
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
         let stored = work(engine.step(now, &mut login));
         save(&mut engine, now, stored, Ok(()));
         assert!(matches!(engine.step(now, &mut login), Step::Done));
         let mut caller = engine.ticket(Want::Bearer);
         assert_eq!(generation(engine.step(now, &mut caller)), 2);
-        assert_eq!(engine.cache().get(now).unwrap().generation().get(), 2);
+        assert_eq!(engine.cache().get_at(now).unwrap().generation().get(), 2);
 
         engine.logout(now);
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
     }
 
     #[test]
@@ -1582,7 +1585,7 @@ mod tests {
         let mut caller = engine.ticket(Want::Bearer);
         assert_eq!(generation(engine.step(now, &mut caller)), 1);
         engine.shut_down();
-        assert!(engine.cache().get(now).is_none());
+        assert!(engine.cache().get_at(now).is_none());
         for want in [Want::Bearer, Want::Login, Want::Settled] {
             let mut ticket = engine.ticket(want);
             assert!(matches!(

@@ -36,6 +36,7 @@
 mod builder;
 mod cache;
 mod clock;
+mod coarse_clock;
 mod driver;
 mod engine;
 mod error;

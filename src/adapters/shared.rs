@@ -167,8 +167,8 @@ impl<T, W: Wake> Shared<T, W> {
 
     /// The token at hand, if there is one: the whole of `bearer()` while a token is held.
     #[inline]
-    pub(crate) fn cached(&self, now: Instant) -> Option<Bearer> {
-        self.cache.get(now)
+    pub(crate) fn cached(&self) -> Option<Bearer> {
+        self.cache.get()
     }
 
     /// Starts a wait for `want`, running `command` on the engine first under the same lock,

@@ -492,7 +492,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
     pub fn bearer(&self) -> impl Future<Output = Result<Bearer, Error>> + Send + '_ {
         // The token at hand is looked up at once; the wait for a new one is boxed, so that the
         // future of the fast path is a few words, cheap to create and to move.
-        let cached = self.shared.cached(now());
+        let cached = self.shared.cached();
         async move {
             match cached {
                 Some(bearer) => Ok(bearer),
