@@ -15,7 +15,7 @@ use std::fmt;
 
 use http::Uri;
 
-use crate::origin::Origin;
+use crate::origin::{Origin, OriginOf};
 
 /// Why an API request may not carry the access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +67,17 @@ pub(crate) fn check_api_uri(
     allowed: &[Origin],
     cleartext_allowed: impl Fn(&str) -> bool,
 ) -> Result<(), ApiRequestError> {
-    let origin = Origin::of(uri).ok_or(ApiRequestError::NotHttp)?;
-    if !origin.is_https() && !cleartext_allowed(origin.host()) {
-        return Err(ApiRequestError::Cleartext { origin });
+    // Borrowed: this runs on every API call, and an owned origin is only needed to report one.
+    let origin = OriginOf::uri(uri).ok_or(ApiRequestError::NotHttp)?;
+    if !origin.https && !cleartext_allowed(origin.host) {
+        return Err(ApiRequestError::Cleartext {
+            origin: origin.to_owned(),
+        });
     }
-    if !allowed.is_empty() && !allowed.contains(&origin) {
-        return Err(ApiRequestError::OriginNotAllowed { origin });
+    if !allowed.is_empty() && !allowed.iter().any(|allowed| origin.is(allowed)) {
+        return Err(ApiRequestError::OriginNotAllowed {
+            origin: origin.to_owned(),
+        });
     }
     Ok(())
 }

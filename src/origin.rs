@@ -22,22 +22,7 @@ pub struct Origin {
 impl Origin {
     /// The origin of `uri`, when it is an absolute `http` or `https` URL with a host.
     pub fn of(uri: &Uri) -> Option<Origin> {
-        let https = match uri.scheme_str()? {
-            scheme if scheme.eq_ignore_ascii_case("https") => true,
-            scheme if scheme.eq_ignore_ascii_case("http") => false,
-            _ => return None,
-        };
-        let authority = uri.authority()?;
-        let host = authority.host();
-        if host.is_empty() {
-            return None;
-        }
-        let default_port = if https { 443 } else { 80 };
-        Some(Origin {
-            https,
-            host: host.to_ascii_lowercase(),
-            port: authority.port_u16().unwrap_or(default_port),
-        })
+        OriginOf::uri(uri).map(|origin| origin.to_owned())
     }
 
     /// The origin of `url`, when it parses as an absolute `http` or `https` URL with a host.
@@ -62,6 +47,54 @@ impl Origin {
 
     fn default_port(&self) -> u16 {
         if self.https { 443 } else { 80 }
+    }
+}
+
+/// The origin of a URI, borrowed from it: what is checked on every API call, where the owned
+/// [`Origin`] (a lowercase copy of the host) would cost an allocation per call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OriginOf<'a> {
+    pub(crate) https: bool,
+    /// As written in the URI: compare it ignoring ASCII case.
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+}
+
+impl<'a> OriginOf<'a> {
+    /// The origin of `uri`, when it is an absolute `http` or `https` URL with a host.
+    pub(crate) fn uri(uri: &'a Uri) -> Option<OriginOf<'a>> {
+        let https = match uri.scheme_str()? {
+            scheme if scheme.eq_ignore_ascii_case("https") => true,
+            scheme if scheme.eq_ignore_ascii_case("http") => false,
+            _ => return None,
+        };
+        let authority = uri.authority()?;
+        let host = authority.host();
+        if host.is_empty() {
+            return None;
+        }
+        let default_port = if https { 443 } else { 80 };
+        Some(OriginOf {
+            https,
+            host,
+            port: authority.port_u16().unwrap_or(default_port),
+        })
+    }
+
+    /// Whether this is `origin`.
+    pub(crate) fn is(&self, origin: &Origin) -> bool {
+        self.https == origin.https
+            && self.port == origin.port
+            && self.host.eq_ignore_ascii_case(&origin.host)
+    }
+
+    /// The owned origin, host lowercased.
+    pub(crate) fn to_owned(self) -> Origin {
+        Origin {
+            https: self.https,
+            host: self.host.to_ascii_lowercase(),
+            port: self.port,
+        }
     }
 }
 
@@ -118,6 +151,17 @@ mod tests {
         assert!(Origin::parse("/relative/path").is_none());
         assert!(Origin::parse("ftp://files.example.com/").is_none());
         assert!(Origin::parse("not a url").is_none());
+    }
+
+    #[test]
+    fn a_borrowed_origin_is_the_owned_one() {
+        let uri: Uri = "https://API.Example.com/v1".parse().unwrap();
+        let borrowed = OriginOf::uri(&uri).unwrap();
+        assert!(borrowed.is(&Origin::parse("https://api.example.com:443").unwrap()));
+        assert!(!borrowed.is(&Origin::parse("http://api.example.com:443").unwrap()));
+        assert!(!borrowed.is(&Origin::parse("https://api.example.com:8443").unwrap()));
+        assert!(!borrowed.is(&Origin::parse("https://api.example.org").unwrap()));
+        assert_eq!(borrowed.to_owned(), Origin::of(&uri).unwrap());
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! reports each change of the store, so a replica waiting for another's renewal adopts its
 //! tokens at once.
 
+mod approved_origin;
 mod builder;
 mod cache;
 mod clock;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 
+use crate::adapters::approved_origin::ApprovedOrigin;
 use crate::adapters::builder::{ApiSettings, Client, ClientBuilder};
 use crate::adapters::cache::TokenCache;
 use crate::adapters::driver::{deadline, now};
@@ -48,6 +49,8 @@ pub(crate) struct Shared<T, W> {
     pub(crate) token_max_body: usize,
     /// The configuration, for the check of where the access token may go.
     config: Config,
+    /// The API origin the check approved first.
+    approved: ApprovedOrigin,
 }
 
 /// The part of a client its change waiter needs: the engine, the waiting callers and the
@@ -132,6 +135,7 @@ impl<T, W: Wake> Shared<T, W> {
             api,
             token_max_body,
             config,
+            approved: ApprovedOrigin::default(),
         };
         Ok((shared, changes))
     }
@@ -150,8 +154,8 @@ impl<T, W: Wake> Shared<T, W> {
     /// ([`Config::check_api_request`]); checked before any IO, a token request included, so
     /// that a refused request costs nothing and the token goes nowhere.
     pub(crate) fn check_api_request(&self, uri: &http::Uri) -> Result<(), Error> {
-        self.config
-            .check_api_request(uri)
+        self.approved
+            .check(uri, |uri| self.config.check_api_request(uri))
             .map_err(Error::ApiRequestRefused)
     }
 

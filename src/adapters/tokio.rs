@@ -185,26 +185,25 @@ impl AsyncTransport for ReqwestTransport {
         deadline: Instant,
         max_body: usize,
     ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
-        // Borrowed, not cloned: a clone is a write to a reference count every concurrent
-        // call shares.
-        let client = &self.client;
+        // The request is converted and handed to reqwest before the future is made, so that
+        // the future holds reqwest's small pending handle, not the request twice over: an
+        // API call's future is moved a few times per call, and its size is what each move
+        // copies.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let pending = if left.is_zero() {
+            Err(TransportError::not_sent(
+                "the deadline passed before sending",
+            ))
+        } else {
+            reqwest::Request::try_from(request)
+                .map(|request| self.client.execute(request))
+                .map_err(|e| TransportError::not_sent(describe(&e)))
+        };
         async move {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(TransportError::not_sent(
-                    "the deadline passed before sending",
-                ));
-            }
             // One deadline for the whole exchange, body included, enforced below; a second
             // timer inside reqwest would only cost time on every call.
-            let request = reqwest::Request::try_from(request)
-                .map_err(|e| TransportError::not_sent(describe(&e)))?;
             let exchange = async {
-                let mut response = client.execute(request).await.map_err(|e| map_error(&e))?;
-                let mut head = http::Response::new(Vec::new());
-                *head.status_mut() = response.status();
-                *head.version_mut() = response.version();
-                *head.headers_mut() = std::mem::take(response.headers_mut());
+                let mut response = pending?.await.map_err(|e| map_error(&e))?;
                 let limit = max_body.saturating_add(1);
                 let mut body = Vec::new();
                 while body.len() < limit {
@@ -221,7 +220,10 @@ impl AsyncTransport for ReqwestTransport {
                         body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
                     }
                 }
-                *head.body_mut() = body;
+                let mut head = http::Response::new(body);
+                *head.status_mut() = response.status();
+                *head.version_mut() = response.version();
+                *head.headers_mut() = std::mem::take(response.headers_mut());
                 Ok(head)
             };
             match ::tokio::time::timeout_at(deadline.into(), exchange).await {
@@ -538,23 +540,46 @@ impl<T: AsyncTransport> AsyncClient<T> {
     /// configuration names API origins, one of them; otherwise [`Error::ApiRequestRefused`].
     /// Other errors are those of [`bearer`](Self::bearer), and [`Error::Transport`] when the
     /// request itself failed or its body was larger than the builder's `api_max_body`.
-    pub async fn send(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its argument twice, see below"
+    )]
+    pub fn send(
         &self,
         request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, Error> {
-        // Before any IO, a token request included: the token must not go there at all.
-        self.shared.check_api_request(request.uri())?;
-        let bearer = self.bearer().await?;
-        let retry = request.clone();
-        let response = self.call(request, &bearer).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, Error>> + Send + '_ {
+        // An `async` block rather than an `async fn`, which would keep the request twice (as
+        // its argument and as a local): the future is moved a few times per call.
+        async move {
+            // Before any IO, a token request included: the token must not go there at all.
+            self.shared.check_api_request(request.uri())?;
+            let bearer = self.bearer().await?;
+            // A copy goes out; the request itself is kept for a retry, in the slot it has
+            // anyway.
+            let response = self
+                .shared
+                .api_response(self.call(request.clone(), &bearer).await)?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            // Boxed: a 401 is rare, and its wait and second call would otherwise make every
+            // call's future twice as large.
+            Box::pin(self.after_unauthorized(bearer, request, response)).await
         }
-        // Boxed: a 401 is rare, and its wait would otherwise make every call's future larger.
-        match Box::pin(self.unauthorized(&bearer, response.headers())).await? {
+    }
+
+    /// The rest of `send` after a 401: the refusal reported, and the request sent again with
+    /// a newer token if there is one.
+    async fn after_unauthorized(
+        &self,
+        bearer: Bearer,
+        retry: http::Request<Vec<u8>>,
+        response: http::Response<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        match self.unauthorized(&bearer, response.headers()).await? {
             Some(newer) => {
                 log::api_retry(bearer.generation(), newer.generation());
-                self.call(retry, &newer).await
+                self.shared.api_response(self.call(retry, &newer).await)
             }
             None => Ok(response),
         }
@@ -608,18 +633,20 @@ impl<T: AsyncTransport> AsyncClient<T> {
         }
     }
 
-    async fn call(
+    /// Sends `request` with `bearer`: the transport's own future, whose outcome
+    /// [`Shared::api_response`] reads. Not an `async fn`, nor wrapped in one: each would keep
+    /// a second slot the size of what it awaits, and an API call's future is moved a few times
+    /// per call.
+    fn call(
         &self,
         request: http::Request<Vec<u8>>,
         bearer: &Bearer,
-    ) -> Result<http::Response<Vec<u8>>, Error> {
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send + use<'_, T>
+    {
         let (request, deadline) = self.shared.api_request(request, bearer);
-        let result = self
-            .shared
+        self.shared
             .transport
             .send(request, deadline, self.shared.api_max_body())
-            .await;
-        self.shared.api_response(result)
     }
 
     /// Steps the engine for `ticket` until it is done, handing work to tasks and waiting.
