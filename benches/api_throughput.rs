@@ -22,7 +22,7 @@ use tokio::runtime::Runtime;
 
 /// Calls in one batch of one side, shared out between the callers.
 const BATCH: usize = 4_096;
-const ROUNDS: usize = 20;
+const ROUNDS: usize = 40;
 
 /// One API call with raw reqwest and a fixed token, body read.
 async fn raw_call(raw: &reqwest::Client, url: &str) {
@@ -59,21 +59,37 @@ async fn client_call(client: &AsyncClient, url: &str) {
     assert_eq!(response.status(), 200);
 }
 
+/// Who sends the calls of a batch.
+#[derive(Clone, Copy)]
+enum Side {
+    Raw,
+    RawSameRequest,
+    Client,
+}
+
+/// What every caller shares: each task holds one reference for its whole batch, so that
+/// neither side pays a clone of its client (a shared reference count) per call.
+struct Callers {
+    raw: reqwest::Client,
+    client: AsyncClient,
+    url: String,
+}
+
 /// One batch: `callers` tasks sharing `BATCH` calls.
-fn batch<F, Fut>(runtime: &Runtime, callers: usize, call: F) -> Duration
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
+fn batch(runtime: &Runtime, callers: usize, shared: &Arc<Callers>, side: Side) -> Duration {
     runtime.block_on(async {
         api_server::timed_async(async {
             let tasks: Vec<_> = (0..callers)
                 .map(|_| {
-                    let call = Arc::clone(&call);
+                    let shared = Arc::clone(shared);
                     tokio::spawn(async move {
+                        let Callers { raw, client, url } = &*shared;
                         for _ in 0..BATCH / callers {
-                            call().await;
+                            match side {
+                                Side::Raw => raw_call(raw, url).await,
+                                Side::RawSameRequest => raw_call_same_request(raw, url).await,
+                                Side::Client => client_call(client, url).await,
+                            }
                         }
                     })
                 })
@@ -109,15 +125,19 @@ fn main() {
             .expect("the login succeeds");
         client
     });
-    let url: Arc<str> = server.url("/resource").into();
+    let shared = Arc::new(Callers {
+        raw,
+        client,
+        url: server.url("/resource"),
+    });
     let rounds = if is_quick_run() { 2 } else { ROUNDS };
 
     if let Some((measured, calls)) = single_side() {
         runtime.block_on(async {
             for _ in 0..calls {
                 match measured {
-                    false => raw_call(&raw, &url).await,
-                    true => client_call(&client, &url).await,
+                    false => raw_call(&shared.raw, &shared.url).await,
+                    true => client_call(&shared.client, &shared.url).await,
                 }
             }
         });
@@ -125,35 +145,16 @@ fn main() {
     }
 
     for callers in [1, 16, 64] {
-        let client_side = || {
-            let (client, url) = (client.clone(), Arc::clone(&url));
-            batch(&runtime, callers, move || {
-                let (client, url) = (client.clone(), Arc::clone(&url));
-                async move { client_call(&client, &url).await }
-            })
-        };
         let comparison = interleaved(
             rounds,
-            || {
-                let (raw, url) = (raw.clone(), Arc::clone(&url));
-                batch(&runtime, callers, move || {
-                    let (raw, url) = (raw.clone(), Arc::clone(&url));
-                    async move { raw_call(&raw, &url).await }
-                })
-            },
-            client_side,
+            || batch(&runtime, callers, &shared, Side::Raw),
+            || batch(&runtime, callers, &shared, Side::Client),
         );
         report(callers, "raw reqwest's", &comparison, rounds);
         let comparison = interleaved(
             rounds,
-            || {
-                let (raw, url) = (raw.clone(), Arc::clone(&url));
-                batch(&runtime, callers, move || {
-                    let (raw, url) = (raw.clone(), Arc::clone(&url));
-                    async move { raw_call_same_request(&raw, &url).await }
-                })
-            },
-            client_side,
+            || batch(&runtime, callers, &shared, Side::RawSameRequest),
+            || batch(&runtime, callers, &shared, Side::Client),
         );
         report(
             callers,

@@ -20,7 +20,7 @@ use tokenflow::{Config, Credentials};
 
 /// Calls in one batch of one side, shared out between the threads.
 const BATCH: usize = 4_096;
-const ROUNDS: usize = 20;
+const ROUNDS: usize = 40;
 
 /// One API call with a raw ureq agent and a fixed token, body read.
 fn raw_call(agent: &ureq::Agent, url: &str) {
