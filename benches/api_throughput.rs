@@ -75,16 +75,38 @@ struct Callers {
     url: String,
 }
 
+/// Which URLs the calls of a batch go to.
+#[derive(Clone, Copy, PartialEq)]
+enum Urls {
+    /// All to the same URL.
+    Same,
+    /// Each to a URL of its own (`/resource/{caller}-{call}`), written out by the caller.
+    Distinct,
+}
+
 /// One batch: `callers` tasks sharing `BATCH` calls.
-fn batch(runtime: &Runtime, callers: usize, shared: &Arc<Callers>, side: Side) -> Duration {
+fn batch(
+    runtime: &Runtime,
+    callers: usize,
+    shared: &Arc<Callers>,
+    (side, urls): (Side, Urls),
+) -> Duration {
     runtime.block_on(async {
         api_server::timed_async(async {
             let tasks: Vec<_> = (0..callers)
-                .map(|_| {
+                .map(|caller| {
                     let shared = Arc::clone(shared);
                     tokio::spawn(async move {
                         let Callers { raw, client, url } = &*shared;
-                        for _ in 0..BATCH / callers {
+                        for call in 0..BATCH / callers {
+                            let distinct;
+                            let url = match urls {
+                                Urls::Same => url.as_str(),
+                                Urls::Distinct => {
+                                    distinct = format!("{url}/{caller}-{call}");
+                                    distinct.as_str()
+                                }
+                            };
                             match side {
                                 Side::Raw => raw_call(raw, url).await,
                                 Side::RawSameRequest => raw_call_same_request(raw, url).await,
@@ -145,29 +167,33 @@ fn main() {
     }
 
     for callers in [1, 16, 64] {
-        let comparison = interleaved(
-            rounds,
-            || batch(&runtime, callers, &shared, Side::Raw),
-            || batch(&runtime, callers, &shared, Side::Client),
-        );
-        report(callers, "raw reqwest's", &comparison, rounds);
-        let comparison = interleaved(
-            rounds,
-            || batch(&runtime, callers, &shared, Side::RawSameRequest),
-            || batch(&runtime, callers, &shared, Side::Client),
-        );
-        report(
-            callers,
-            "raw reqwest's (sending the same http::Request)",
-            &comparison,
-            rounds,
-        );
+        for (urls, shown) in [(Urls::Same, ""), (Urls::Distinct, ", one URL per call")] {
+            for (reference, name) in [
+                (Side::Raw, "raw reqwest's"),
+                (
+                    Side::RawSameRequest,
+                    "raw reqwest's (sending the same http::Request)",
+                ),
+            ] {
+                let comparison = interleaved(
+                    rounds,
+                    || batch(&runtime, callers, &shared, (reference, urls)),
+                    || batch(&runtime, callers, &shared, (Side::Client, urls)),
+                );
+                report(
+                    &format!("{callers:>2} callers{shown}"),
+                    name,
+                    &comparison,
+                    rounds,
+                );
+            }
+        }
     }
 }
 
-fn report(callers: usize, reference: &str, comparison: &api_server::Comparison, rounds: usize) {
+fn report(shape: &str, reference: &str, comparison: &api_server::Comparison, rounds: usize) {
     println!(
-        "async send(), {callers:>2} callers: {:.1}% of {reference} throughput over all rounds \
+        "async send(), {shape}: {:.1}% of {reference} throughput over all rounds \
          (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls per side, \
          order alternated",
         100.0 * comparison.overall(),

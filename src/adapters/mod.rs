@@ -46,6 +46,8 @@ mod log;
 mod off_runtime;
 pub mod redirect;
 mod replica;
+#[cfg(feature = "tokio")]
+mod reqwest_request;
 mod shared;
 pub mod store;
 

@@ -69,6 +69,7 @@ use super::driver::{now, wait_for};
 use super::engine::{Performed, Step, Ticket, Want, Work};
 use super::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use super::log;
+use super::reqwest_request::reqwest_request;
 use super::shared::{Assignment, Shared, Wake, watch_changes};
 #[cfg(doc)]
 use crate::TransportErrorKind;
@@ -195,7 +196,7 @@ impl AsyncTransport for ReqwestTransport {
                 "the deadline passed before sending",
             ))
         } else {
-            reqwest::Request::try_from(request)
+            reqwest_request(request)
                 .map(|request| self.client.execute(request))
                 .map_err(|e| TransportError::not_sent(describe(&e)))
         };
