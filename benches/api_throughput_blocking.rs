@@ -1,6 +1,8 @@
 //! API calls through the blocking client against the same calls made with a raw `ureq` agent
 //! and a fixed `Authorization` header, against one HTTP/1.1 server in another process: what
-//! holding a token costs on every call, at 1, 16 and 64 concurrent threads.
+//! holding a token costs on every call, at 1, 16 and 64 concurrent threads. The client with
+//! its default API timeout is compared with raw ureq without any timeout and with raw ureq
+//! given the same deadline; the client without a deadline with raw ureq without one.
 //!
 //! Each comparison runs rounds of one batch of each side, interleaved with their order
 //! alternated, and prints the client's throughput as a share of raw ureq's (over all rounds,
@@ -62,17 +64,37 @@ fn main() {
         return;
     }
     let server = ApiServer::start();
-    let agent = ureq::Agent::new_with_defaults();
-    let config = Config::builder(server.url("/token"), "bench-client")
-        .client_secret("bench-secret")
-        .build()
-        .expect("a valid configuration");
-    let client = BlockingClient::builder(config, UreqTransport::with_agent(agent.clone()))
-        .build()
-        .expect("the client is built");
-    client
-        .login(Credentials::ClientCredentials)
-        .expect("the login succeeds");
+    // One agent for the raw calls and both clients (one connection pool), set as
+    // `UreqTransport::new()` sets its own: statuses as responses, no redirects.
+    let agent = ureq::Agent::new_with_config(policy().build());
+    // A raw agent with the deadline a ureq user would give it: each phase 30 s, the client's
+    // default API timeout.
+    let timeout = Some(tokenflow::adapters::DEFAULT_API_TIMEOUT);
+    let agent_with_deadline = ureq::Agent::new_with_config(
+        policy()
+            .timeout_connect(timeout)
+            .timeout_send_request(timeout)
+            .timeout_send_body(timeout)
+            .timeout_recv_response(timeout)
+            .timeout_recv_body(timeout)
+            .build(),
+    );
+    let client = |api_timeout| {
+        let config = Config::builder(server.url("/token"), "bench-client")
+            .client_secret("bench-secret")
+            .build()
+            .expect("a valid configuration");
+        let client = BlockingClient::builder(config, UreqTransport::with_agent(agent.clone()))
+            .api_timeout(api_timeout)
+            .build()
+            .expect("the client is built");
+        client
+            .login(Credentials::ClientCredentials)
+            .expect("the login succeeds");
+        client
+    };
+    let with_deadline = client(tokenflow::adapters::DEFAULT_API_TIMEOUT);
+    let without_deadline = client(Duration::MAX);
     let url = server.url("/resource");
     let rounds = if is_quick_run() { 2 } else { ROUNDS };
 
@@ -80,25 +102,46 @@ fn main() {
         for _ in 0..calls {
             match measured {
                 false => raw_call(&agent, &url),
-                true => client_call(&client, &url),
+                true => client_call(&with_deadline, &url),
             }
         }
         return;
     }
 
     for threads in [1, 16, 64] {
-        let comparison = interleaved(
-            rounds,
-            || batch(threads, || raw_call(&agent, &url)),
-            || batch(threads, || client_call(&client, &url)),
-        );
-        println!(
-            "blocking send(), {threads:>2} threads: {:.1}% of raw ureq's throughput over all rounds \
-             (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls per side, \
-             order alternated",
-            100.0 * comparison.overall(),
-            100.0 * comparison.median(),
-            (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
-        );
+        for (client, reference, shown) in [
+            (&with_deadline, &agent, "raw ureq's"),
+            (
+                &with_deadline,
+                &agent_with_deadline,
+                "raw ureq's with the same deadline (30 s per phase, set on its agent)",
+            ),
+            (
+                &without_deadline,
+                &agent,
+                "raw ureq's, no deadline on either side (api_timeout(Duration::MAX))",
+            ),
+        ] {
+            let comparison = interleaved(
+                rounds,
+                || batch(threads, || raw_call(reference, &url)),
+                || batch(threads, || client_call(client, &url)),
+            );
+            println!(
+                "blocking send(), {threads:>2} threads: {:.1}% of {shown} throughput over all \
+                 rounds (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls \
+                 per side, order alternated",
+                100.0 * comparison.overall(),
+                100.0 * comparison.median(),
+                (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
+            );
+        }
     }
+}
+
+/// What `UreqTransport::new()` sets on its agent.
+fn policy() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
 }

@@ -224,27 +224,42 @@ fn blocking_metadata_is_never_redirected() {
     }
 }
 
+/// API timeouts to send with: the default, and none (which spares the transports their
+/// per-request settings and timers, but never their refusal of redirects).
+const API_TIMEOUTS: [Duration; 2] = [tokenflow::adapters::DEFAULT_API_TIMEOUT, Duration::MAX];
+
 #[test]
 fn blocking_api_redirects_are_returned_and_the_token_stays_home() {
+    let transports: [fn() -> UreqTransport; 2] = [following_ureq, UreqTransport::new];
     for status in STATUSES {
-        let (redirecting, elsewhere) = servers(status);
-        let home = LocalServer::tokens("AT-HOME");
-        let config = config(home.url("/token")).build().unwrap();
-        let client = BlockingClient::builder(config, following_ureq())
-            .store(MemoryStore::new())
-            .credentials(|| Some(Credentials::ClientCredentials))
-            .build()
-            .unwrap();
-        let request = Request::get(redirecting.url("/api"))
-            .body(Vec::new())
-            .unwrap();
-        let response = client.send(request).unwrap();
-        assert_eq!(response.status().as_u16(), status);
-        let sent = redirecting.received();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].header("authorization"), Some("Bearer AT-HOME"));
-        assert_untouched(&elsewhere, status);
+        for (transport, api_timeout) in transports
+            .iter()
+            .flat_map(|transport| API_TIMEOUTS.map(|timeout| (transport, timeout)))
+        {
+            blocking_api_redirect_is_returned(status, transport(), api_timeout);
+        }
     }
+}
+
+fn blocking_api_redirect_is_returned(status: u16, transport: UreqTransport, api_timeout: Duration) {
+    let (redirecting, elsewhere) = servers(status);
+    let home = LocalServer::tokens("AT-HOME");
+    let config = config(home.url("/token")).build().unwrap();
+    let client = BlockingClient::builder(config, transport)
+        .store(MemoryStore::new())
+        .credentials(|| Some(Credentials::ClientCredentials))
+        .api_timeout(api_timeout)
+        .build()
+        .unwrap();
+    let request = Request::get(redirecting.url("/api"))
+        .body(Vec::new())
+        .unwrap();
+    let response = client.send(request).unwrap();
+    assert_eq!(response.status().as_u16(), status);
+    let sent = redirecting.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].header("authorization"), Some("Bearer AT-HOME"));
+    assert_untouched(&elsewhere, status);
 }
 
 // The async adapter, over reqwest.
@@ -353,13 +368,17 @@ async fn async_metadata_is_never_redirected() {
 
 #[tokio::test]
 async fn async_api_redirects_are_returned_and_the_token_stays_home() {
-    for status in STATUSES {
+    for (status, api_timeout) in STATUSES
+        .iter()
+        .flat_map(|&status| API_TIMEOUTS.map(|timeout| (status, timeout)))
+    {
         let (redirecting, elsewhere) = servers(status);
         let home = LocalServer::tokens("AT-HOME");
         let config = config(home.url("/token")).build().unwrap();
         // The default transport, as the README's quickstart builds it.
         let client = AsyncClient::builder(config, ReqwestTransport::new().unwrap())
             .credentials(|| Some(Credentials::ClientCredentials))
+            .api_timeout(api_timeout)
             .build()
             .unwrap();
         let request = Request::get(redirecting.url("/api"))

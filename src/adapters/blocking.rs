@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Request, Response, StatusCode};
 
 use crate::adapters::builder::{Client, ClientBuilder, sealed};
-use crate::adapters::driver::wait_for;
+use crate::adapters::driver::{time_left, wait_for};
 use crate::adapters::engine::{Performed, Step, Ticket, Want, Work};
 use crate::adapters::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use crate::adapters::log;
@@ -114,8 +114,9 @@ where
 /// A [`Transport`] over a `ureq` 3 agent (rustls with the ring provider).
 ///
 /// Every phase of a request (connecting, sending it, awaiting the response, reading its body)
-/// gets the time left until its deadline, statuses are never errors, and redirects are never
-/// followed, whatever the agent's own settings: a `3xx` is returned as it is. Following one
+/// gets the time left until its deadline (unless that is a year or more: then the agent's own
+/// timeouts apply), statuses are never errors, and redirects are never followed, whatever the
+/// agent's own settings: a `3xx` is returned as it is. Following one
 /// would re-send a token request's password, client secret or refresh token, or an API
 /// request's access token, to wherever `Location` points (and take whatever that host
 /// answers); the flow reports a redirect from the authorization server as
@@ -136,9 +137,14 @@ impl Default for UreqTransport {
 
 impl UreqTransport {
     /// A transport with a new agent with ureq's defaults (which honour the proxy environment
-    /// variables).
+    /// variables), set to return statuses as responses and follow no redirects.
     pub fn new() -> Self {
-        Self::with_agent(ureq::Agent::new_with_defaults())
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .new_agent();
+        Self::with_agent(agent)
     }
 
     /// A transport over `agent`, sharing its connection pool and settings. Whatever the
@@ -162,8 +168,8 @@ impl Transport for UreqTransport {
         deadline: Instant,
         max_body: usize,
     ) -> Result<Response<Vec<u8>>, TransportError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
+        let remaining = time_left(deadline);
+        if remaining == Some(Duration::ZERO) {
             return Err(TransportError::not_sent(
                 "the deadline passed before the request was sent",
             ));
@@ -189,16 +195,35 @@ impl Transport for UreqTransport {
 }
 
 impl UreqTransport {
-    fn configure<B: ureq::AsSendBody>(&self, request: Request<B>, timeout: Duration) -> Request<B> {
-        self.agent
+    /// `request` with this transport's settings: statuses as responses, no redirects, and
+    /// `timeout` for each phase. A request with no timeout to an agent that already has those
+    /// settings (the agent of [`UreqTransport::new`]) goes as it is: ureq's configuration of
+    /// one request is a copy of the agent's whole configuration, a few percent of an API call
+    /// over a pooled connection.
+    fn configure<B: ureq::AsSendBody>(
+        &self,
+        request: Request<B>,
+        timeout: Option<Duration>,
+    ) -> Request<B> {
+        let config = self.agent.config();
+        let settled = !config.http_status_as_error() && config.max_redirects() == 0;
+        if settled && timeout.is_none() {
+            return request;
+        }
+        let request = self
+            .agent
             .configure_request(request)
             .http_status_as_error(false)
-            .max_redirects(0)
-            // Each phase gets the time left rather than one overall timeout: with an overall
-            // timeout ureq resolves the host name on a thread of its own for every request,
-            // pooled connection or not, which costs more than a whole exchange on a local
-            // network. The host name is then resolved by the system's resolver, whose own
-            // timeouts apply.
+            .max_redirects(0);
+        let Some(timeout) = timeout else {
+            return request.build();
+        };
+        // Each phase gets the time left rather than one overall timeout: with an overall
+        // timeout ureq resolves the host name on a thread of its own for every request,
+        // pooled connection or not, which costs more than a whole exchange on a local
+        // network. The host name is then resolved by the system's resolver, whose own
+        // timeouts apply.
+        request
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
             .timeout_send_body(Some(timeout))

@@ -220,7 +220,9 @@ impl<C: Client> ClientBuilder<C> {
         self
     }
 
-    /// How long an API request made with `send` may take (default 30 s).
+    /// How long an API request made with `send` may take (default 30 s). `Duration::MAX`
+    /// sets no deadline of the client's own: the HTTP client's own timeouts, if any, apply,
+    /// and the built-in transports spare each call their timer.
     pub fn api_timeout(mut self, timeout: Duration) -> Self {
         self.api.timeout = timeout;
         self

@@ -26,9 +26,22 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-/// `now` plus `duration`, or `now` when that cannot be represented.
+/// How far ahead a deadline is as good as none: the built-in transports set no timer and no
+/// timeout for a request whose deadline is this far or farther.
+pub(crate) const UNBOUNDED: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `now` plus `duration`; a duration an `Instant` cannot reach (`Duration::MAX`, say) puts
+/// the deadline twice [`UNBOUNDED`] ahead, which always fits.
 pub(crate) fn deadline(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration).unwrap_or(now)
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(UNBOUNDED * 2))
+        .unwrap_or(now)
+}
+
+/// How long is left until `deadline`: `None` when it is [`UNBOUNDED`] or farther ahead.
+pub(crate) fn time_left(deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (left < UNBOUNDED).then_some(left)
 }
 
 /// How long a caller told to wait `until` (at the latest) sleeps before asking again.
@@ -52,4 +65,24 @@ pub(crate) fn seed() -> Seed {
         }
     }
     Seed::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_too_long_for_an_instant_is_a_deadline_as_good_as_none() {
+        let now = Instant::now();
+        let never = deadline(now, Duration::MAX);
+        assert!(never >= now + UNBOUNDED);
+        assert_eq!(time_left(never), None);
+        assert_eq!(
+            deadline(now, Duration::from_secs(30)),
+            now + Duration::from_secs(30)
+        );
+        let left = time_left(deadline(Instant::now(), Duration::from_secs(30))).unwrap();
+        assert!(left <= Duration::from_secs(30) && left > Duration::from_secs(29));
+        assert_eq!(time_left(now), Some(Duration::ZERO));
+    }
 }

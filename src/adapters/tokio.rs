@@ -58,14 +58,14 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ::tokio::runtime::Handle;
 use ::tokio::sync::Notify;
 use http::{HeaderMap, StatusCode};
 
 use super::builder::{Client, ClientBuilder, sealed};
-use super::driver::{now, wait_for};
+use super::driver::{now, time_left, wait_for};
 use super::engine::{Performed, Step, Ticket, Want, Work};
 use super::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use super::log;
@@ -190,8 +190,8 @@ impl AsyncTransport for ReqwestTransport {
         // the future holds reqwest's small pending handle, not the request twice over: an
         // API call's future is moved a few times per call, and its size is what each move
         // copies.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let pending = if left.is_zero() {
+        let left = time_left(deadline);
+        let pending = if left == Some(Duration::ZERO) {
             Err(TransportError::not_sent(
                 "the deadline passed before sending",
             ))
@@ -201,8 +201,9 @@ impl AsyncTransport for ReqwestTransport {
                 .map_err(|e| TransportError::not_sent(describe(&e)))
         };
         async move {
-            // One deadline for the whole exchange, body included, enforced below; a second
-            // timer inside reqwest would only cost time on every call.
+            // One deadline for the whole exchange, body included, enforced below (unless it
+            // is as good as none); a second timer inside reqwest would only cost time on
+            // every call.
             let exchange = async {
                 let mut response = pending?.await.map_err(|e| map_error(&e))?;
                 let limit = max_body.saturating_add(1);
@@ -227,6 +228,9 @@ impl AsyncTransport for ReqwestTransport {
                 *head.headers_mut() = std::mem::take(response.headers_mut());
                 Ok(head)
             };
+            if left.is_none() {
+                return exchange.await;
+            }
             match ::tokio::time::timeout_at(deadline.into(), exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(TransportError::timed_out(
