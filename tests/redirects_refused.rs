@@ -104,6 +104,21 @@ fn assert_untouched(elsewhere: &LocalServer, status: u16) {
     );
 }
 
+/// An API's redirect came back as the answer (`returned`), after one request that carried the
+/// token from home, and the place it pointed to heard nothing.
+fn assert_redirect_returned(
+    returned: u16,
+    status: u16,
+    redirecting: &LocalServer,
+    elsewhere: &LocalServer,
+) {
+    assert_eq!(returned, status);
+    let sent = redirecting.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].header("authorization"), Some("Bearer AT-HOME"));
+    assert_untouched(elsewhere, status);
+}
+
 fn assert_revocations_refused(report: &LogoutReport, status: u16, elsewhere: &LocalServer) {
     assert_eq!(report.failures.len(), 2, "{status}: {report:?}");
     assert!(report.revoked.is_empty(), "{status}: {report:?}");
@@ -255,11 +270,7 @@ fn blocking_api_redirect_is_returned(status: u16, transport: UreqTransport, api_
         .body(Vec::new())
         .unwrap();
     let response = client.send(request).unwrap();
-    assert_eq!(response.status().as_u16(), status);
-    let sent = redirecting.received();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].header("authorization"), Some("Bearer AT-HOME"));
-    assert_untouched(&elsewhere, status);
+    assert_redirect_returned(response.status().as_u16(), status, &redirecting, &elsewhere);
 }
 
 // The async adapter, over reqwest.
@@ -385,11 +396,7 @@ async fn async_api_redirects_are_returned_and_the_token_stays_home() {
             .body(Vec::new())
             .unwrap();
         let response = bounded(client.send(request)).await.unwrap();
-        assert_eq!(response.status().as_u16(), status);
-        let sent = redirecting.received();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].header("authorization"), Some("Bearer AT-HOME"));
-        assert_untouched(&elsewhere, status);
+        assert_redirect_returned(response.status().as_u16(), status, &redirecting, &elsewhere);
         client.shutdown().await;
     }
 }
