@@ -45,7 +45,8 @@ impl CoarseDeadline {
                 remaining
                     .checked_sub(MARGIN)
                     .and_then(|ahead| u64::try_from(ahead.as_nanos()).ok())
-                    .and_then(|ahead| coarse.checked_add(ahead))
+                    .zip(coarse)
+                    .and_then(|(ahead, coarse)| coarse.checked_add(ahead))
                     .unwrap_or(0)
             },
         }
@@ -55,7 +56,7 @@ impl CoarseDeadline {
     #[inline]
     pub(crate) fn is_ahead(&self) -> bool {
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-        if coarse_nanos() < self.coarse_before {
+        if coarse_nanos().is_some_and(|coarse| coarse < self.coarse_before) {
             return true;
         }
         self.is_ahead_of(Instant::now())
@@ -68,15 +69,18 @@ impl CoarseDeadline {
     }
 }
 
-/// The coarse monotonic clock, in nanoseconds since an origin of the kernel's.
+/// The coarse monotonic clock, in nanoseconds since an origin of the kernel's; `None` if it
+/// cannot be read (a sandbox that refuses it, say), and the precise clock answers instead.
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 #[inline]
-fn coarse_nanos() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    // A monotonic clock never reads negative; were it to, "never ahead" is the safe reading.
-    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
-    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
+fn coarse_nanos() -> Option<u64> {
+    use rustix::time::{ClockId, DynamicClockId, clock_gettime_dynamic};
+    // The fallible call: the infallible one panics should the kernel refuse.
+    let now = clock_gettime_dynamic(DynamicClockId::Known(ClockId::MonotonicCoarse)).ok()?;
+    // A monotonic clock never reads negative; were it to, the precise clock answers.
+    let seconds = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    Some(seconds.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 #[cfg(test)]
@@ -122,7 +126,7 @@ mod tests {
         // the lag at that moment.
         let at = Instant::now() + Duration::from_secs(10);
         let deadline = CoarseDeadline::new(at);
-        let coarse_now = coarse_nanos();
+        let coarse_now = coarse_nanos().expect("the coarse clock, on this machine");
         let precise_left = at.saturating_duration_since(Instant::now());
         let coarse_left = Duration::from_nanos(deadline.coarse_before - coarse_now);
         assert!(coarse_left + MARGIN <= precise_left + Duration::from_millis(50));
