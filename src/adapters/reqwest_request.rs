@@ -7,7 +7,7 @@
 //! it. API clients call the same URLs again and again, so each thread keeps the last URI it
 //! converted, as written, with its `Url`: a request to the same URI takes a copy of that
 //! `Url` (one allocation) instead. Any other URI is parsed as reqwest would, and becomes the
-//! one kept.
+//! one kept. Only the URL is kept: never a header (the token travels in one) nor a body.
 
 use std::cell::RefCell;
 
