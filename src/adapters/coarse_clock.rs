@@ -134,6 +134,18 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_beyond_the_margin_is_ahead_until_it_passes() {
+        // Far enough for the coarse clock to answer at first, near enough to wait for.
+        let at = Instant::now() + Duration::from_millis(1_300);
+        let deadline = CoarseDeadline::new(at);
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        assert!(deadline.coarse_before > 0, "the coarse clock answers first");
+        assert!(deadline.is_ahead());
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        assert!(!deadline.is_ahead(), "not a moment after it passed");
+    }
+
+    #[test]
     fn a_deadline_centuries_away_is_ahead() {
         let far = Instant::now()
             .checked_add(Duration::from_secs(300 * 365 * 24 * 3600))
