@@ -1059,6 +1059,36 @@ mod tests {
         engine.ticket(Want::Bearer)
     }
 
+    /// `caller`'s renewal asks for the lease, which the store grants on `held`: the mark of
+    /// the refresh in flight that comes next, not yet performed.
+    fn lease_granted(
+        engine: &mut Engine,
+        now: Instant,
+        caller: &mut Ticket,
+        held: SharedSnapshot,
+    ) -> (u64, StoreRequest) {
+        let lease = store_work(engine.step(now, caller));
+        assert_eq!(lease.1, StoreRequest::AcquireLease);
+        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
+        stored(engine, now, lease, Some(granted));
+        let mark = store_work(engine.step(now, caller));
+        assert!(
+            matches!(mark.1, StoreRequest::MarkInFlight { .. }),
+            "{mark:?}"
+        );
+        mark
+    }
+
+    /// The renewal failed as one that found the shared store unavailable.
+    fn assert_failed_store_unavailable(step: Step) {
+        match step {
+            Step::Fail(Error::TokenRequest(error)) => {
+                assert_eq!(error.cause, crate::FailureCause::SharedStoreUnavailable);
+            }
+            other => panic!("expected the renewal to fail, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_replica_starts_from_the_login_in_the_store_and_adopts_changes_without_a_request() {
         let now = Instant::now();
@@ -1113,19 +1143,7 @@ mod tests {
         // A renewal takes the lease, then marks the refresh in flight: while the mark is
         // out, the refresh request stays in the flow.
         let mut caller = renewal(&mut engine, now);
-        let lease = store_work(engine.step(now, &mut caller));
-        assert_eq!(lease.1, StoreRequest::AcquireLease);
-        stored(
-            &mut engine,
-            now,
-            lease,
-            Some(StoreReport::Lease(shared::LeaseAnswer::Granted(held))),
-        );
-        let mark = store_work(engine.step(now, &mut caller));
-        assert!(
-            matches!(mark.1, StoreRequest::MarkInFlight { .. }),
-            "{mark:?}"
-        );
+        let mark = lease_granted(&mut engine, now, &mut caller, held);
         let mut other = engine.ticket(Want::Bearer);
         assert!(matches!(engine.step(now, &mut other), Step::Wait(_)));
         assert!(engine.work.is_empty(), "the refresh waits for its mark");
@@ -1176,12 +1194,7 @@ mod tests {
         let lease = store_work(engine.step(now, &mut caller));
         assert_eq!(lease.1, StoreRequest::AcquireLease);
         store_failed(&mut engine, now, lease);
-        match engine.step(now, &mut caller) {
-            Step::Fail(Error::TokenRequest(error)) => {
-                assert_eq!(error.cause, crate::FailureCause::SharedStoreUnavailable);
-            }
-            other => panic!("expected the renewal to fail, got {other:?}"),
-        }
+        assert_failed_store_unavailable(engine.step(now, &mut caller));
         assert!(engine.work.is_empty());
     }
 
@@ -1190,23 +1203,11 @@ mod tests {
         let now = Instant::now();
         let (mut engine, held) = replica_logged_in(now);
         let mut caller = renewal(&mut engine, now);
-        let lease = store_work(engine.step(now, &mut caller));
-        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
-        stored(&mut engine, now, lease, Some(granted));
-        let mark = store_work(engine.step(now, &mut caller));
-        assert!(
-            matches!(mark.1, StoreRequest::MarkInFlight { .. }),
-            "{mark:?}"
-        );
+        let mark = lease_granted(&mut engine, now, &mut caller, held);
         store_failed(&mut engine, now, mark);
         // Not sent, and the lease is not asked for again at once: the renewal fails like a
         // request that found the store unavailable (no retries configured).
-        match engine.step(now, &mut caller) {
-            Step::Fail(Error::TokenRequest(error)) => {
-                assert_eq!(error.cause, crate::FailureCause::SharedStoreUnavailable);
-            }
-            other => panic!("expected the renewal to fail, got {other:?}"),
-        }
+        assert_failed_store_unavailable(engine.step(now, &mut caller));
         assert!(engine.work.is_empty(), "{:?}", engine.work);
     }
 
@@ -1238,10 +1239,7 @@ mod tests {
         let now = Instant::now();
         let (mut engine, held) = replica_logged_in(now);
         let mut caller = renewal(&mut engine, now);
-        let lease = store_work(engine.step(now, &mut caller));
-        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
-        stored(&mut engine, now, lease, Some(granted));
-        let mark = store_work(engine.step(now, &mut caller));
+        let mark = lease_granted(&mut engine, now, &mut caller, held);
         stored(&mut engine, now, mark, None);
         let refresh = work(engine.step(now, &mut caller));
         respond(&mut engine, now, refresh, 2);
@@ -1258,16 +1256,8 @@ mod tests {
         let now = Instant::now();
         let (mut engine, held) = replica_logged_in(now);
         let mut caller = renewal(&mut engine, now);
-        let lease = store_work(engine.step(now, &mut caller));
-        assert_eq!(lease.1, StoreRequest::AcquireLease);
-        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held.clone()));
-        stored(&mut engine, now, lease, Some(granted));
-        let mark = work(engine.step(now, &mut caller));
-        assert!(matches!(
-            mark,
-            Work::Store(_, StoreRequest::MarkInFlight { .. })
-        ));
-        engine.abandoned(now, mark.taken());
+        let (number, mark) = lease_granted(&mut engine, now, &mut caller, held.clone());
+        engine.abandoned(now, Work::Store(number, mark).taken());
         assert!(matches!(
             engine.step(now, &mut caller),
             Step::Fail(Error::TokenRequest(_))
@@ -1277,10 +1267,7 @@ mod tests {
         // A later renewal's write abandoned: its callers fail, the tokens stay held back
         // and the next call writes them.
         let mut caller = engine.ticket(Want::Bearer);
-        let lease = store_work(engine.step(now, &mut caller));
-        let granted = StoreReport::Lease(shared::LeaseAnswer::Granted(held));
-        stored(&mut engine, now, lease, Some(granted));
-        let mark = store_work(engine.step(now, &mut caller));
+        let mark = lease_granted(&mut engine, now, &mut caller, held);
         stored(&mut engine, now, mark, None);
         let refresh = work(engine.step(now, &mut caller));
         respond(&mut engine, now, refresh, 2);
