@@ -533,6 +533,7 @@ fn a_failing_store_costs_typed_errors_and_no_token() {
     };
     let stats = || server.stats();
     let refreshes = || count(&stats(), "token_requests", "refresh_token");
+    let version = || store.inner.snapshot().unwrap().version;
 
     // A store that cannot be read when the client starts.
     store.set(|f| f.snapshot = true);
@@ -549,10 +550,7 @@ fn a_failing_store_costs_typed_errors_and_no_token() {
     // The next call writes them, and uses them.
     store.set(|f| f.write = false);
     client.bearer().expect("the held-back tokens, written");
-    assert_eq!(
-        store.inner.snapshot().unwrap().version,
-        StoreVersion::new(1)
-    );
+    assert_eq!(version(), StoreVersion::new(1));
 
     // A lease that cannot be had: the renewal backs off, then fails; nothing is sent.
     past_expiry();
@@ -576,10 +574,7 @@ fn a_failing_store_costs_typed_errors_and_no_token() {
     store.set(|f| f.mark = false);
     client.bearer().expect("a renewal");
     assert_eq!(refreshes(), 1);
-    assert_eq!(
-        store.inner.snapshot().unwrap().version,
-        StoreVersion::new(2)
-    );
+    assert_eq!(version(), StoreVersion::new(2));
 
     // A refresh answered, its tokens not written: held back, then written by the next call.
     past_expiry();
@@ -588,10 +583,7 @@ fn a_failing_store_costs_typed_errors_and_no_token() {
     assert_eq!(refreshes(), 2);
     store.set(|f| f.write = false);
     client.bearer().expect("the refreshed tokens, written");
-    assert_eq!(
-        store.inner.snapshot().unwrap().version,
-        StoreVersion::new(3)
-    );
+    assert_eq!(version(), StoreVersion::new(3));
 
     // A lease that cannot be released runs out; the same replica takes it again meanwhile.
     past_expiry();
@@ -614,10 +606,7 @@ fn a_failing_store_costs_typed_errors_and_no_token() {
     assert!(thread::spawn(move || panicking.bearer()).join().is_err());
     store.set(|f| f.panic_on_write = false);
     client.bearer().expect("the tokens written after the panic");
-    assert_eq!(
-        store.inner.snapshot().unwrap().version,
-        StoreVersion::new(6)
-    );
+    assert_eq!(version(), StoreVersion::new(6));
 
     // No token was lost: the family goes on, with no reuse and no second login.
     let response = client
