@@ -108,56 +108,14 @@ impl MemoryFixture {
     }
 }
 
-/// A handle on a [`MemoryStore`] shared by several "replicas".
-pub struct SharedMemory(Arc<MemoryStore>);
-
-impl SharedTokenStore for SharedMemory {
-    type Error = std::convert::Infallible;
-
-    fn acquire_lease(
-        &self,
-        holder: &str,
-        duration: Duration,
-        now: UnixTime,
-    ) -> Result<LeaseAnswer, Self::Error> {
-        self.0.acquire_lease(holder, duration, now)
-    }
-
-    fn snapshot(&self) -> Result<SharedSnapshot, Self::Error> {
-        self.0.snapshot()
-    }
-
-    fn mark_in_flight(
-        &self,
-        holder: &str,
-        since: UnixTime,
-        now: UnixTime,
-    ) -> Result<MarkOutcome, Self::Error> {
-        self.0.mark_in_flight(holder, since, now)
-    }
-
-    fn compare_and_set(
-        &self,
-        expected: StoreVersion,
-        tokens: Option<&StoredTokens>,
-    ) -> Result<CasOutcome, Self::Error> {
-        self.0.compare_and_set(expected, tokens)
-    }
-
-    fn release_lease(&self, holder: &str, clear_in_flight: bool) -> Result<(), Self::Error> {
-        self.0.release_lease(holder, clear_in_flight)
-    }
-}
-
 impl Fixture for MemoryFixture {
-    type Store = SharedMemory;
+    // Each "replica" holds a clone of one `Arc`, which is a shared store of its own.
+    type Store = Arc<MemoryStore>;
     type Error = std::convert::Infallible;
 
-    fn stores(&self, count: usize) -> Vec<SharedMemory> {
+    fn stores(&self, count: usize) -> Vec<Arc<MemoryStore>> {
         let store = Arc::new(MemoryStore::new());
-        (0..count)
-            .map(|_| SharedMemory(Arc::clone(&store)))
-            .collect()
+        (0..count).map(|_| Arc::clone(&store)).collect()
     }
 
     fn now(&self) -> UnixTime {
