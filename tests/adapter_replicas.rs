@@ -41,7 +41,7 @@ use tokenflow::{
 use tokenflow_postgres::testing::TestServer;
 use tokenflow_postgres::{PgChangeListener, PgStore};
 
-use servers::{BASIC_CLIENT, JOE, RunningServer};
+use servers::{BASIC_CLIENT, JOE, RunningServer, count, counter};
 
 /// The access tokens' lifetime on the server: renewals every couple of seconds.
 const ACCESS_TTL_SECS: u64 = 2;
@@ -76,16 +76,6 @@ fn joe() -> Credentials {
 
 fn api_get(resource: &str) -> Request<Vec<u8>> {
     Request::get(resource).body(Vec::new()).expect("a request")
-}
-
-fn count(stats: &Value, group: &str, key: &str) -> u64 {
-    stats[group][key].as_u64().unwrap_or(0)
-}
-
-fn counter(stats: &Value, key: &str) -> u64 {
-    stats[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {key} in {stats}"))
 }
 
 /// What one caller's call came to, as a line for the failure report.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use servers::{
     BASIC_CLIENT, PIN_USER, POST_CLIENT, RunningServer, SPECIAL_CLIENT, ServerKind, TestClient,
-    form_encode,
+    count, form_encode,
 };
 use tokenflow::adapters::tokio::{AsyncClient, AsyncTransport, Error, ReqwestTransport};
 use tokenflow::adapters::{MemoryStore, StoreError, TokenStore};
@@ -75,10 +75,6 @@ async fn call_ok<T: AsyncTransport>(client: &AsyncClient<T>, server: &RunningSer
     let body: Value = serde_json::from_slice(response.body()).expect("a JSON body");
     assert_eq!(response.status(), 200, "{body}");
     body
-}
-
-fn count(stats: &Value, group: &str, key: &str) -> u64 {
-    stats[group][key].as_u64().unwrap_or(0)
 }
 
 fn stored_refresh_token(store: &dyn TokenStore) -> String {

@@ -21,7 +21,7 @@ use tokenflow::{ClientAuth, Config, Credentials, TransportError};
 
 use servers::{
     BASIC_CLIENT, PIN_USER, POST_CLIENT, RunningServer, SPECIAL_CLIENT, ServerKind, TestClient,
-    TestUser,
+    TestUser, count,
 };
 
 fn config(server: &RunningServer, client: TestClient, auth: ClientAuth, scope: &str) -> Config {
@@ -64,10 +64,6 @@ fn call_ok<T: Transport>(client: &BlockingClient<T>, server: &RunningServer, sub
         json_body(&response)
     );
     assert_eq!(json_body(&response)["sub"], sub);
-}
-
-fn count(stats: &Value, group: &str, key: &str) -> u64 {
-    stats[group][key].as_u64().unwrap_or(0)
 }
 
 fn token_requests(stats: &Value) -> u64 {

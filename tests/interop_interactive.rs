@@ -18,7 +18,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
-use servers::{PKCE_CLIENT, RunningServer, form_encode};
+use servers::{PKCE_CLIENT, RunningServer, count, form_encode};
 use tokenflow::adapters::blocking::{self, BlockingClient, UreqTransport};
 use tokenflow::adapters::tokio::{self as async_adapter, AsyncClient, ReqwestTransport};
 use tokenflow::adapters::{LoopbackRedirect, MemoryStore, TokenStore};
@@ -238,10 +238,6 @@ fn resource(server: &RunningServer) -> Request<Vec<u8>> {
 fn json_body(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(body)))
-}
-
-fn count(stats: &Value, group: &str, key: &str) -> u64 {
-    stats[group][key].as_u64().unwrap_or(0)
 }
 
 /// Presents `refresh_token` straight to the token endpoint as the public client.

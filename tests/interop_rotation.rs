@@ -31,7 +31,7 @@ use tokenflow::{
     Config, Credentials, FailureCause, GrantKind, RefreshTokenReuse, TransportErrorKind,
 };
 
-use servers::{BASIC_CLIENT, JOE, RunningServer};
+use servers::{BASIC_CLIENT, JOE, RunningServer, count, counter};
 
 /// Access tokens live this long on the server, so that refreshes come within seconds: long
 /// enough for a token held back by [`ANSWER_DELAY`] to be still valid when it arrives.
@@ -83,16 +83,6 @@ fn assert_ok(response: &Response<Vec<u8>>) {
     let body: Value = serde_json::from_slice(response.body()).expect("a JSON body");
     assert_eq!(response.status(), StatusCode::OK, "{body}");
     assert_eq!(body["sub"], JOE.username);
-}
-
-fn count(stats: &Value, group: &str, key: &str) -> u64 {
-    stats[group][key].as_u64().unwrap_or(0)
-}
-
-fn counter(stats: &Value, key: &str) -> u64 {
-    stats[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {key} in {stats}"))
 }
 
 /// No spent refresh token was ever presented again, and no family revoked.

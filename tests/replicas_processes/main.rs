@@ -427,7 +427,7 @@ fn print_replicas(ended: &[Ended]) {
 }
 
 fn grants(stats: &Value, grant: &str) -> u64 {
-    stats["token_requests"][grant].as_u64().unwrap_or(0)
+    servers::count(stats, "token_requests", grant)
 }
 
 fn grants_total(stats: &Value) -> u64 {

@@ -559,3 +559,15 @@ fn remove_old_staging(dir: &Path) {
         }
     }
 }
+
+/// `stats[group][key]` of [`RunningServer::stats`], zero when the server has not counted it.
+pub fn count(stats: &Value, group: &str, key: &str) -> u64 {
+    stats[group][key].as_u64().unwrap_or(0)
+}
+
+/// The top-level counter `key` of [`RunningServer::stats`], which the server must report.
+pub fn counter(stats: &Value, key: &str) -> u64 {
+    stats[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {stats}"))
+}
