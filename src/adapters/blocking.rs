@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Request, Response, StatusCode};
 
 use crate::adapters::builder::{Client, ClientBuilder, sealed};
-use crate::adapters::driver::{time_left, wait_for};
+use crate::adapters::driver::wait_for;
 use crate::adapters::engine::{Performed, Step, Ticket, Want, Work};
 use crate::adapters::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
 use crate::adapters::log;
@@ -65,19 +65,20 @@ use crate::adapters::shared::{Assignment, Shared, Wake, watch_changes};
 use crate::adapters::store::StoreError;
 use crate::discovery::ProviderMetadata;
 use crate::grant::Credentials;
-use crate::input::{TransportError, TransportErrorKind};
+use crate::input::TransportError;
 use crate::interactive::{AuthorizationRequest, DeviceAuthorization};
 use crate::output::Bearer;
 use crate::{Config, TokenInfo};
 
 pub use crate::adapters::error::Error;
+pub use crate::adapters::ureq_transport::UreqTransport;
 
 /// Performs one HTTP exchange, blocking.
 ///
 /// `deadline` is when the caller stops waiting (use it for the timeout); `max_body` is the
 /// largest body the caller wants: read at most `max_body + 1` bytes, so that a larger body is
 /// recognised without reading it all. Any status, 4xx and 5xx included, is a response, not an
-/// error. Report failures with the [`TransportErrorKind`] that says whether the request may
+/// error. Report failures with the [`TransportErrorKind`](crate::TransportErrorKind) that says whether the request may
 /// have reached the server ([`TransportError::not_sent`] only when it cannot have).
 ///
 /// A transport must never follow a redirect: it returns the `3xx` as it is (following it
@@ -95,6 +96,15 @@ pub trait Transport {
         deadline: Instant,
         max_body: usize,
     ) -> Result<Response<Vec<u8>>, TransportError>;
+
+    /// Told once, when a client is built over this transport, how long each of its API
+    /// requests may take ([`ClientBuilder::api_timeout`]; `Duration::MAX` for no deadline).
+    /// `send` is still given each request's deadline; a transport may prepare for this one
+    /// ([`UreqTransport`] sets its agent's timeouts to it, so that API requests need no
+    /// configuration of their own). The default does nothing.
+    fn set_api_timeout(&mut self, timeout: Duration) {
+        let _ = timeout;
+    }
 }
 
 impl<F> Transport for F
@@ -108,195 +118,6 @@ where
         _max_body: usize,
     ) -> Result<Response<Vec<u8>>, TransportError> {
         self(request)
-    }
-}
-
-/// A [`Transport`] over a `ureq` 3 agent (rustls with the ring provider).
-///
-/// Every phase of a request (connecting, sending it, awaiting the response, reading its body)
-/// gets the time left until its deadline (unless that is a year or more: then the agent's own
-/// timeouts apply), statuses are never errors, and redirects are never followed, whatever the
-/// agent's own settings: a `3xx` is returned as it is. Following one
-/// would re-send a token request's password, client secret or refresh token, or an API
-/// request's access token, to wherever `Location` points (and take whatever that host
-/// answers); the flow reports a redirect from the authorization server as
-/// [`FailureCause::Redirect`](crate::FailureCause::Redirect), and `send` hands an API's
-/// redirect to the caller.
-///
-/// A transport of one's own must not follow redirects either.
-#[derive(Debug, Clone)]
-pub struct UreqTransport {
-    agent: ureq::Agent,
-}
-
-impl Default for UreqTransport {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl UreqTransport {
-    /// A transport with a new agent with ureq's defaults (which honour the proxy environment
-    /// variables), set to return statuses as responses and follow no redirects.
-    pub fn new() -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .new_agent();
-        Self::with_agent(agent)
-    }
-
-    /// A transport over `agent`, sharing its connection pool and settings. Whatever the
-    /// agent's own settings (`max_redirects` included), each request is sent with statuses as
-    /// responses, no redirects followed and a timeout running to its deadline: ureq lets each
-    /// request override the agent's configuration, and this transport does.
-    pub fn with_agent(agent: ureq::Agent) -> Self {
-        UreqTransport { agent }
-    }
-
-    /// The agent.
-    pub fn agent(&self) -> &ureq::Agent {
-        &self.agent
-    }
-}
-
-impl Transport for UreqTransport {
-    fn send(
-        &self,
-        request: Request<Vec<u8>>,
-        deadline: Instant,
-        max_body: usize,
-    ) -> Result<Response<Vec<u8>>, TransportError> {
-        let remaining = time_left(deadline);
-        if remaining == Some(Duration::ZERO) {
-            return Err(TransportError::not_sent(
-                "the deadline passed before the request was sent",
-            ));
-        }
-        let sends_body = !request.body().is_empty()
-            || !matches!(
-                *request.method(),
-                http::Method::GET
-                    | http::Method::HEAD
-                    | http::Method::OPTIONS
-                    | http::Method::DELETE
-            );
-        let response = if sends_body {
-            let request = self.configure(request, remaining);
-            self.agent.run(request)
-        } else {
-            let request = self.configure(request.map(|_| ()), remaining);
-            self.agent.run(request)
-        }
-        .map_err(ureq_error)?;
-        read_response(response, max_body)
-    }
-}
-
-impl UreqTransport {
-    /// `request` with this transport's settings: statuses as responses, no redirects, and
-    /// `timeout` for each phase. A request with no timeout to an agent that already has those
-    /// settings (the agent of [`UreqTransport::new`]) goes as it is: ureq's configuration of
-    /// one request is a copy of the agent's whole configuration, a few percent of an API call
-    /// over a pooled connection.
-    fn configure<B: ureq::AsSendBody>(
-        &self,
-        request: Request<B>,
-        timeout: Option<Duration>,
-    ) -> Request<B> {
-        let config = self.agent.config();
-        let settled = !config.http_status_as_error() && config.max_redirects() == 0;
-        if settled && timeout.is_none() {
-            return request;
-        }
-        let request = self
-            .agent
-            .configure_request(request)
-            .http_status_as_error(false)
-            .max_redirects(0);
-        let Some(timeout) = timeout else {
-            return request.build();
-        };
-        // Each phase gets the time left rather than one overall timeout: with an overall
-        // timeout ureq resolves the host name on a thread of its own for every request,
-        // pooled connection or not, which costs more than a whole exchange on a local
-        // network. The host name is then resolved by the system's resolver, whose own
-        // timeouts apply.
-        request
-            .timeout_connect(Some(timeout))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
-            .build()
-    }
-}
-
-fn read_response(
-    response: Response<ureq::Body>,
-    max_body: usize,
-) -> Result<Response<Vec<u8>>, TransportError> {
-    use std::io::Read;
-    let (parts, body) = response.into_parts();
-    let limit = u64::try_from(max_body)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut bytes = Vec::new();
-    body.into_reader()
-        .take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(io_error_while_reading)?;
-    Ok(Response::from_parts(parts, bytes))
-}
-
-/// A failure reading the body: the request was sent, so at best it timed out.
-fn io_error_while_reading(error: std::io::Error) -> TransportError {
-    if error.kind() == std::io::ErrorKind::TimedOut {
-        return TransportError::timed_out(error.to_string());
-    }
-    match error
-        .into_inner()
-        .map(|inner| inner.downcast::<ureq::Error>())
-    {
-        Some(Ok(ureq)) => match ureq_error(*ureq) {
-            e if e.kind() == TransportErrorKind::NotSent => {
-                TransportError::interrupted(e.message())
-            }
-            e => e,
-        },
-        Some(Err(other)) => TransportError::interrupted(other.to_string()),
-        None => TransportError::interrupted("the connection failed while reading the response"),
-    }
-}
-
-/// Maps a ureq error to the kind that says whether the request may have reached the server.
-fn ureq_error(error: ureq::Error) -> TransportError {
-    use std::io::ErrorKind as Io;
-    use ureq::Timeout;
-    let message = error.to_string();
-    match error {
-        ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => {
-            TransportError::not_sent(message)
-        }
-        ureq::Error::Timeout(_) => TransportError::timed_out(message),
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::BadUri(_)
-        | ureq::Error::Http(_)
-        | ureq::Error::InvalidProxyUrl
-        | ureq::Error::Tls(_) => TransportError::not_sent(message),
-        ureq::Error::Io(io) => match io.kind() {
-            Io::ConnectionRefused
-            | Io::AddrNotAvailable
-            | Io::NetworkUnreachable
-            | Io::HostUnreachable
-            | Io::NotFound => TransportError::not_sent(message),
-            Io::TimedOut | Io::WouldBlock => TransportError::timed_out(message),
-            _ => TransportError::interrupted(message),
-        },
-        ureq::Error::Protocol(_) => TransportError::interrupted(message),
-        _ => TransportError::new(TransportErrorKind::Other, message),
     }
 }
 
@@ -385,7 +206,8 @@ impl<T: Transport> ClientBuilder<BlockingClient<T>> {
     /// fails with [`Error::ReplicaSetup`] on the mistakes that method names. A change feed
     /// ([`store_changes`](ClientBuilder::store_changes)) gets a thread of its own, named
     /// `tokenflow-store-changes`; [`Error::Store`] if it cannot be started.
-    pub fn build(self) -> Result<BlockingClient<T>, Error> {
+    pub fn build(mut self) -> Result<BlockingClient<T>, Error> {
+        self.transport.set_api_timeout(self.api.timeout);
         let (shared, changes) = Shared::new(self, Condvar::new())?;
         let shared = Arc::new(shared);
         if let Some(feed) = changes {
@@ -665,8 +487,6 @@ const _: fn() = || {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
@@ -799,62 +619,5 @@ mod tests {
         let started = Instant::now();
         assert!(client.bearer().is_ok());
         assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    /// A one-connection server on loopback: reads the request, then answers `reply` (or
-    /// nothing) and holds the connection for `hold`.
-    fn serve_once(reply: Option<&'static [u8]>, hold: Duration) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
-            if let Some(reply) = reply {
-                let _ = stream.write_all(reply);
-            }
-            thread::sleep(hold);
-        });
-        port
-    }
-
-    fn ureq_get(
-        port: u16,
-        timeout: Duration,
-        max_body: usize,
-    ) -> Result<Response<Vec<u8>>, TransportError> {
-        let request = Request::post(format!("http://127.0.0.1:{port}/token"))
-            .body(b"grant_type=client_credentials".to_vec())
-            .unwrap();
-        UreqTransport::new().send(request, Instant::now() + timeout, max_body)
-    }
-
-    #[test]
-    fn ureq_errors_say_whether_the_request_went_out() {
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let refused = ureq_get(closed, Duration::from_secs(5), 100).unwrap_err();
-        assert_eq!(refused.kind(), TransportErrorKind::NotSent, "{refused}");
-
-        let port = serve_once(None, Duration::ZERO);
-        let dropped = ureq_get(port, Duration::from_secs(5), 100).unwrap_err();
-        assert!(dropped.is_ambiguous(), "{dropped}");
-
-        let port = serve_once(None, Duration::from_secs(3));
-        let silent = ureq_get(port, Duration::from_millis(300), 100).unwrap_err();
-        assert_eq!(silent.kind(), TransportErrorKind::TimedOut, "{silent}");
-    }
-
-    #[test]
-    fn ureq_returns_error_statuses_and_reads_one_byte_past_the_limit() {
-        let reply: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
-            content-length: 38\r\nconnection: close\r\n\r\n{\"error\":\"invalid_grant\",\"x\":\"123456\"}";
-        let port = serve_once(Some(reply), Duration::ZERO);
-        let response = ureq_get(port, Duration::from_secs(5), 10).unwrap();
-        assert_eq!(response.status(), 400);
-        assert_eq!(response.body().len(), 11);
     }
 }

@@ -50,6 +50,8 @@ mod replica;
 mod reqwest_request;
 mod shared;
 pub mod store;
+#[cfg(feature = "blocking")]
+mod ureq_transport;
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
