@@ -194,10 +194,12 @@ fn main() {
 fn report(shape: &str, reference: &str, comparison: &api_server::Comparison, rounds: usize) {
     println!(
         "async send(), {shape}: {:.1}% of {reference} throughput over all rounds \
-         (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls per side, \
-         order alternated",
+         (median round {:.1}%, quartiles {:.1}–{:.1}%); raw {:.0} calls/s; {rounds} rounds of \
+         {BATCH} calls per side, order alternated",
         100.0 * comparison.overall(),
         100.0 * comparison.median(),
+        100.0 * comparison.quartiles().0,
+        100.0 * comparison.quartiles().1,
         (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
     );
 }

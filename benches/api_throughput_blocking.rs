@@ -12,10 +12,12 @@
 #[path = "support/api_server.rs"]
 mod api_server;
 
+use std::sync::Barrier;
 use std::time::Duration;
 
 use api_server::{
-    AUTHORIZATION, ApiServer, interleaved, is_quick_run, serve_if_asked, single_side, timed,
+    AUTHORIZATION, ApiServer, Comparison, interleaved, is_quick_run, serve_if_asked, single_side,
+    timed,
 };
 use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
 use tokenflow::{Config, Credentials};
@@ -44,18 +46,44 @@ fn client_call(client: &BlockingClient, url: &str) {
     assert_eq!(response.status(), 200);
 }
 
-/// One batch: `threads` threads sharing `BATCH` calls.
-fn batch(threads: usize, call: impl Fn() + Sync) -> Duration {
-    timed(|| {
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    for _ in 0..BATCH / threads {
-                        call();
-                    }
-                });
-            }
+/// `rounds` rounds of one batch of each side, interleaved with their order alternated (as
+/// [`interleaved`] does), each batch being `BATCH` calls shared out between `threads` threads.
+/// The threads are started once and run every batch of the comparison, as an application's
+/// pool of threads would, all released together at the start of a batch; a batch's time
+/// runs from their release until the last one is done.
+fn on_threads(
+    rounds: usize,
+    threads: usize,
+    reference: impl Fn() + Sync,
+    measured: impl Fn() + Sync,
+) -> Comparison {
+    let start = Barrier::new(threads + 1);
+    let done = Barrier::new(threads + 1);
+    let batch = || {
+        start.wait();
+        timed(|| {
+            done.wait();
         })
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for round in 0..rounds {
+                    let order: [&(dyn Fn() + Sync); 2] = match round % 2 {
+                        0 => [&reference, &measured],
+                        _ => [&measured, &reference],
+                    };
+                    for side in order {
+                        start.wait();
+                        for _ in 0..BATCH / threads {
+                            side();
+                        }
+                        done.wait();
+                    }
+                }
+            });
+        }
+        interleaved(rounds, batch, batch)
     })
 }
 
@@ -64,8 +92,9 @@ fn main() {
         return;
     }
     let server = ApiServer::start();
-    // One agent for the raw calls and both clients (one connection pool), set as
-    // `UreqTransport::new()` sets its own: statuses as responses, no redirects.
+    // Raw ureq set as `UreqTransport` sets its own agent: statuses as responses, no
+    // redirects; every agent keeps a connection per thread (ureq's default keeps three per
+    // host, and the threads beyond would open a connection per call).
     let agent = ureq::Agent::new_with_config(policy().build());
     // A raw agent with the deadline a ureq user would give it: each phase 30 s, the client's
     // default API timeout.
@@ -84,7 +113,7 @@ fn main() {
             .client_secret("bench-secret")
             .build()
             .expect("a valid configuration");
-        let client = BlockingClient::builder(config, UreqTransport::with_agent(agent.clone()))
+        let client = BlockingClient::builder(config, UreqTransport::with_config(pool))
             .api_timeout(api_timeout)
             .build()
             .expect("the client is built");
@@ -96,7 +125,13 @@ fn main() {
     let with_deadline = client(tokenflow::adapters::DEFAULT_API_TIMEOUT);
     let without_deadline = client(Duration::MAX);
     let url = server.url("/resource");
-    let rounds = if is_quick_run() { 2 } else { ROUNDS };
+    // A batch at 16 and 64 threads takes a tenth of one at one thread, and its time moves
+    // more with the scheduling of the threads: more rounds there.
+    let rounds = |threads| match (is_quick_run(), threads) {
+        (true, _) => 2,
+        (false, 1) => ROUNDS,
+        (false, _) => ROUNDS * 4,
+    };
 
     if let Some((measured, calls)) = single_side() {
         for _ in 0..calls {
@@ -122,26 +157,39 @@ fn main() {
                 "raw ureq's, no deadline on either side (api_timeout(Duration::MAX))",
             ),
         ] {
-            let comparison = interleaved(
+            let rounds = rounds(threads);
+            let comparison = on_threads(
                 rounds,
-                || batch(threads, || raw_call(reference, &url)),
-                || batch(threads, || client_call(client, &url)),
+                threads,
+                || raw_call(reference, &url),
+                || client_call(client, &url),
             );
             println!(
                 "blocking send(), {threads:>2} threads: {:.1}% of {shown} throughput over all \
-                 rounds (median round {:.1}%); raw {:.0} calls/s; {rounds} rounds of {BATCH} calls \
-                 per side, order alternated",
+                 rounds (median round {:.1}%, quartiles {:.1}–{:.1}%); raw {:.0} calls/s; \
+                 {rounds} rounds of {BATCH} calls per side, order alternated",
                 100.0 * comparison.overall(),
                 100.0 * comparison.median(),
+                100.0 * comparison.quartiles().0,
+                100.0 * comparison.quartiles().1,
                 (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
             );
         }
     }
 }
 
-/// What `UreqTransport::new()` sets on its agent.
+/// What `UreqTransport` sets on its agent, and the pool.
 fn policy() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
-    ureq::Agent::config_builder()
+    pool(ureq::Agent::config_builder())
         .http_status_as_error(false)
         .max_redirects(0)
+}
+
+/// A connection per thread kept for the next call, at 64 threads.
+fn pool(
+    config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    config
+        .max_idle_connections(128)
+        .max_idle_connections_per_host(128)
 }

@@ -151,9 +151,20 @@ impl Comparison {
 
     /// The median of the rounds' ratios.
     pub fn median(&self) -> f64 {
+        self.quantile(0.5)
+    }
+
+    /// The first and third quartiles of the rounds' ratios.
+    pub fn quartiles(&self) -> (f64, f64) {
+        (self.quantile(0.25), self.quantile(0.75))
+    }
+
+    /// The rounds' ratio that a share `q` of the rounds falls below (nearest rank).
+    fn quantile(&self, q: f64) -> f64 {
         let mut ratios = self.ratios.clone();
         ratios.sort_by(f64::total_cmp);
-        ratios[ratios.len() / 2]
+        let rank = (q * ratios.len() as f64) as usize;
+        ratios[rank.min(ratios.len() - 1)]
     }
 }
 
