@@ -5,9 +5,12 @@
 //! IDNA processing) was the largest single cost of an API call the client adds to raw
 //! reqwest's: the `api_throughput` bench measured 93–95 % of raw reqwest's throughput with
 //! it. API clients call the same URLs again and again, so each thread keeps the last URI it
-//! converted, as written, with its `Url`: a request to the same URI takes a copy of that
-//! `Url` (one allocation) instead. Any other URI is parsed as reqwest would, and becomes the
-//! one kept. Only the URL is kept: never a header (the token travels in one) nor a body.
+//! converted, as written, and once that URI comes a second time in a row, its `Url`: a
+//! request to that URI then takes a copy of the `Url` (one allocation) instead of a parse.
+//! Any other URI is parsed as reqwest would, and becomes the one kept; its `Url` is not
+//! copied to be kept until it comes again, so that calls to a new URL each time (an id in
+//! the path) pay no copy for nothing. Only the URL is kept: never a header (the token travels
+//! in one) nor a body.
 
 use std::cell::RefCell;
 
@@ -15,14 +18,14 @@ use http::Uri;
 use reqwest::Url;
 
 thread_local! {
-    /// The last URI this thread converted, and its URL.
+    /// The last URI this thread converted, and its URL once it came twice in a row.
     static LAST: RefCell<Option<Converted>> = const { RefCell::new(None) };
 }
 
 /// A URI as written — `scheme://authority`, the path, `?query` — and the URL it parses to.
 struct Converted {
     written: String,
-    url: Url,
+    url: Option<Url>,
 }
 
 /// `request` as reqwest's request.
@@ -45,27 +48,31 @@ pub(crate) fn reqwest_request(
     Ok(converted)
 }
 
-/// The URL of an absolute `uri`: a copy of the last one this thread parsed when `uri` is
-/// written the same, otherwise parsed (and kept). `None` when it has no scheme or authority,
-/// or does not parse.
+/// The URL of an absolute `uri`: a copy of the one this thread keeps when `uri` is written
+/// the same, otherwise parsed (and `uri` kept, its URL too when it came before). `None` when
+/// it has no scheme or authority, or does not parse.
 fn url_of(uri: &Uri) -> Option<Url> {
     let pieces = Pieces::of(uri)?;
-    let kept = LAST.with(|last| {
-        let last = last.try_borrow().ok()?;
-        let last = last.as_ref()?;
-        pieces.spell(&last.written).then(|| last.url.clone())
+    let again = LAST.with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let last = last.as_mut().filter(|last| pieces.spell(&last.written))?;
+        Some(match &last.url {
+            Some(url) => Some(url.clone()),
+            None => {
+                let url = Url::parse(&last.written).ok();
+                last.url.clone_from(&url);
+                url
+            }
+        })
     });
-    if kept.is_some() {
-        return kept;
+    if let Some(url) = again {
+        return url;
     }
     let written = pieces.written();
     let url = Url::parse(&written).ok()?;
     LAST.with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
-            *last = Some(Converted {
-                written,
-                url: url.clone(),
-            });
+            *last = Some(Converted { written, url: None });
         }
     });
     Some(url)
@@ -153,10 +160,35 @@ mod tests {
                 let uri: Uri = text.parse().unwrap();
                 let expected = Url::parse(&uri.to_string()).unwrap();
                 assert_eq!(url_of(&uri), Some(expected.clone()), "{text}");
-                // The second time, from the thread's copy.
+                // The second time parsed from what is kept, and the URL kept; the third
+                // time the thread's copy.
+                assert_eq!(url_of(&uri), Some(expected.clone()), "{text}");
+                assert!(kept_url().is_some(), "{text}");
                 assert_eq!(url_of(&uri), Some(expected), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn a_url_is_kept_only_once_its_uri_comes_again() {
+        let first: Uri = "https://api.example/items/1".parse().unwrap();
+        let second: Uri = "https://api.example/items/2".parse().unwrap();
+        url_of(&first);
+        assert_eq!(kept_url(), None);
+        url_of(&second);
+        assert_eq!(kept_url(), None, "another URI replaces the one kept");
+        url_of(&second);
+        assert_eq!(kept_url().as_deref(), Some("https://api.example/items/2"));
+        url_of(&first);
+        assert_eq!(kept_url(), None);
+    }
+
+    /// The URL this thread keeps.
+    fn kept_url() -> Option<String> {
+        LAST.with(|last| {
+            let last = last.borrow();
+            Some(last.as_ref()?.url.as_ref()?.to_string())
+        })
     }
 
     #[test]
