@@ -38,6 +38,8 @@ mod builder;
 mod cache;
 mod clock;
 mod coarse_clock;
+#[cfg(feature = "tokio")]
+mod deadline_watch;
 mod driver;
 mod engine;
 mod error;

@@ -65,6 +65,7 @@ use ::tokio::sync::Notify;
 use http::{HeaderMap, StatusCode};
 
 use super::builder::{Client, ClientBuilder, sealed};
+use super::deadline_watch::until_deadline;
 use super::driver::{now, time_left, wait_for};
 use super::engine::{Performed, Step, Ticket, Want, Work};
 use super::interactive::{LogoutReport, METADATA_MAX_BODY, MetadataFetch};
@@ -127,8 +128,12 @@ where
 
 /// An [`AsyncTransport`] over a [`reqwest::Client`] that never follows redirects.
 ///
-/// The request's timeout is the time left until the deadline; the body is read chunk by chunk
-/// and no further than `max_body + 1` bytes. Errors are mapped by what reqwest knows: a
+/// The whole exchange, body included, ends at the deadline (unless that is a year or more
+/// away); the body is read chunk by chunk and no further than `max_body + 1` bytes. The
+/// deadlines of requests in flight are watched by one thread of the process
+/// (`tokenflow-deadlines`), started with the first such request, rather than by a timer of the
+/// runtime's per request: while any timer is pending, every idle worker of the runtime parks
+/// with a timeout, which the kernel pays for on each park. Errors are mapped by what reqwest knows: a
 /// connection failure is [`TransportErrorKind::NotSent`], a timeout
 /// [`TransportErrorKind::TimedOut`], anything else [`TransportErrorKind::Interrupted`]. Their
 /// messages never include the URL.
@@ -201,9 +206,8 @@ impl AsyncTransport for ReqwestTransport {
                 .map_err(|e| TransportError::not_sent(describe(&e)))
         };
         async move {
-            // One deadline for the whole exchange, body included, enforced below (unless it
-            // is as good as none); a second timer inside reqwest would only cost time on
-            // every call.
+            // One deadline for the whole exchange, body included, watched below (unless it
+            // is as good as none); a timer inside reqwest would only cost time on every call.
             let exchange = async {
                 let mut response = pending?.await.map_err(|e| map_error(&e))?;
                 let limit = max_body.saturating_add(1);
@@ -231,9 +235,9 @@ impl AsyncTransport for ReqwestTransport {
             if left.is_none() {
                 return exchange.await;
             }
-            match ::tokio::time::timeout_at(deadline.into(), exchange).await {
-                Ok(result) => result,
-                Err(_) => Err(TransportError::timed_out(
+            match until_deadline(exchange, deadline).await {
+                Some(result) => result,
+                None => Err(TransportError::timed_out(
                     "no complete answer before the deadline",
                 )),
             }
