@@ -6,20 +6,23 @@
 //! for each of those parks; at tens of thousands of calls a second on a virtual machine that
 //! was the largest cost the client added to a raw reqwest call (`perf`: an eighth of the
 //! workers' samples, about three points of throughput). Here each call in flight is entered,
-//! with its waker, in one ordered map; a thread of its own sleeps until the earliest
-//! deadline and wakes the calls whose deadline has passed. A call that ends removes itself.
-//! The thread is told of a new deadline only when it is earlier than the one it sleeps
-//! until, which, with every API call given the same timeout, is almost never.
+//! with its waker, in a table of the thread it runs on (its shard: entering and leaving touch
+//! no memory another thread writes, so no cache line moves between cores per call); a thread
+//! of its own sleeps until the earliest deadline of all shards and wakes the calls whose
+//! deadline has passed. A call that ends leaves its shard. The thread is told of a new
+//! deadline only when it is earlier than the one it sleeps until, which, with every API call
+//! given the same timeout, is almost never.
 //!
 //! While no call is in flight the thread sleeps for a second, then two, up to a minute, so
 //! that a burst of calls after a quiet spell does not wake it for each. It runs for the rest
 //! of the process once started. Should the thread fail to start, callers use the runtime's
 //! timer instead.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,8 +32,18 @@ use std::time::{Duration, Instant};
 const IDLE_FIRST: Duration = Duration::from_secs(1);
 const IDLE_MAX: Duration = Duration::from_secs(64);
 
+/// `wakes_at` while the thread is awake, looking at the shards: any call entered meanwhile
+/// tells it, so that none is missed.
+const AWAKE: u64 = u64::MAX;
+
 /// The process's watch.
 static WATCH: Watch = Watch::new();
+
+thread_local! {
+    /// This thread's shard of each watch it entered a call in (of the process's one watch,
+    /// and of the ones tests make), by the watch's address.
+    static SHARDS: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Runs `future` until it completes (`Some` of its output) or `deadline` passes (`None`),
 /// whichever comes first; with the runtime's timer when the watch is not running.
@@ -49,7 +62,7 @@ async fn watched<F: Future>(watch: &Watch, future: F, deadline: Instant) -> Opti
     let mut entry = Entry {
         watch,
         deadline,
-        key: None,
+        place: None,
     };
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
@@ -64,33 +77,31 @@ async fn watched<F: Future>(watch: &Watch, future: F, deadline: Instant) -> Opti
     .await
 }
 
-/// Deadlines in flight and the thread watching them.
+/// The shards of the calls in flight and the thread watching them.
 struct Watch {
-    state: Mutex<State>,
-    /// Tells the thread of a deadline earlier than the one it sleeps until.
+    /// Every thread's shard, for the watching thread; a shard goes with its thread.
+    shards: Mutex<Vec<Weak<Shard>>>,
+    /// Held by the watching thread except while it sleeps, and by whoever wakes it.
+    sleep: Mutex<()>,
+    /// Wakes the watching thread for a deadline earlier than the one it sleeps until.
     alarm: Condvar,
+    /// When the thread wakes next, in nanoseconds since `epoch`; [`AWAKE`] while it is
+    /// looking at the shards.
+    wakes_at: AtomicU64,
+    epoch: OnceLock<Instant>,
     /// Whether the thread was started (`false`: it could not be; callers use the runtime's
     /// timer).
     started: OnceLock<bool>,
 }
 
-struct State {
-    /// Each call's waker, by deadline (and a key, for deadlines that are equal).
-    calls: BTreeMap<(Instant, u64), Waker>,
-    next_key: u64,
-    /// When the thread wakes next, if it sleeps.
-    wakes_at: Option<Instant>,
-}
-
 impl Watch {
     const fn new() -> Watch {
         Watch {
-            state: Mutex::new(State {
-                calls: BTreeMap::new(),
-                next_key: 0,
-                wakes_at: None,
-            }),
+            shards: Mutex::new(Vec::new()),
+            sleep: Mutex::new(()),
             alarm: Condvar::new(),
+            wakes_at: AtomicU64::new(AWAKE),
+            epoch: OnceLock::new(),
             started: OnceLock::new(),
         }
     }
@@ -105,58 +116,65 @@ impl Watch {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics with the lock held; a poisoned lock still holds a consistent map.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// `at` in nanoseconds since the watch's epoch.
+    fn nanos(&self, at: Instant) -> u64 {
+        let epoch = self.epoch.get_or_init(Instant::now);
+        u64::try_from(at.saturating_duration_since(*epoch).as_nanos()).unwrap_or(AWAKE - 1)
     }
 
-    /// Enters a call due at `deadline`; returns its key.
-    fn enter(&self, deadline: Instant, waker: Waker) -> u64 {
-        let mut state = self.lock();
-        let key = state.next_key;
-        state.next_key = key.wrapping_add(1);
-        state.calls.insert((deadline, key), waker);
-        if state.wakes_at.is_none_or(|at| deadline < at) {
+    /// This thread's shard.
+    fn shard(&self) -> Arc<Shard> {
+        let id = std::ptr::from_ref(self) as usize;
+        SHARDS.with(|shards| {
+            let mut shards = shards.borrow_mut();
+            if let Some((_, shard)) = shards.iter().find(|(watch, _)| *watch == id) {
+                return Arc::clone(shard);
+            }
+            let shard = Arc::new(Shard::default());
+            lock(&self.shards).push(Arc::downgrade(&shard));
+            shards.push((id, Arc::clone(&shard)));
+            shard
+        })
+    }
+
+    /// Tells the watching thread of `deadline` when it sleeps past it.
+    fn entered(&self, deadline: Instant) {
+        if self.nanos(deadline) < self.wakes_at.load(Ordering::SeqCst) {
+            let _sleep = lock(&self.sleep);
             self.alarm.notify_one();
         }
-        key
     }
 
-    /// Replaces the waker of the call entered with `key`.
-    fn rewake(&self, deadline: Instant, key: u64, waker: Waker) {
-        if let Some(entered) = self.lock().calls.get_mut(&(deadline, key)) {
-            *entered = waker;
-        }
-    }
-
-    /// Removes the call entered with `key`.
-    fn leave(&self, deadline: Instant, key: u64) {
-        self.lock().calls.remove(&(deadline, key));
-    }
-
-    /// The thread: wakes the calls whose deadline has passed, then sleeps until the next.
+    /// The watching thread: wakes the calls whose deadline has passed, then sleeps until the
+    /// next.
     fn watch(&self) {
         let mut idle = IDLE_FIRST;
-        let mut state = self.lock();
+        let mut sleep = lock(&self.sleep);
         loop {
+            // Awake from here until it sleeps again: a call entered meanwhile tells it, and
+            // waits for the lock until it sleeps.
+            self.wakes_at.store(AWAKE, Ordering::SeqCst);
             let now = Instant::now();
             let mut due = Vec::new();
-            while let Some(entry) = state.calls.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            let mut earliest = None;
+            lock(&self.shards).retain(|shard| match shard.upgrade() {
+                Some(shard) => {
+                    shard.collect(now, &mut due, &mut earliest);
+                    true
                 }
-                due.push(entry.remove());
-            }
+                None => false,
+            });
             if !due.is_empty() {
-                drop(state);
+                // A waker may run anything, entering a call included: not with a lock held.
+                drop(sleep);
                 due.into_iter().for_each(Waker::wake);
-                state = self.lock();
+                sleep = lock(&self.sleep);
                 continue;
             }
-            let until = match state.calls.first_key_value() {
-                Some(((deadline, _), _)) => {
+            let until = match earliest {
+                Some(deadline) => {
                     idle = IDLE_FIRST;
-                    *deadline
+                    deadline
                 }
                 None => {
                     let until = now + idle;
@@ -164,34 +182,117 @@ impl Watch {
                     until
                 }
             };
-            state.wakes_at = Some(until);
-            state = self
+            self.wakes_at.store(self.nanos(until), Ordering::SeqCst);
+            sleep = self
                 .alarm
-                .wait_timeout(state, until.saturating_duration_since(now))
+                .wait_timeout(sleep, until.saturating_duration_since(now))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
     }
 }
 
-/// A call's place in the watch while it waits; it leaves when dropped.
+/// Nothing panics with these locks held; a poisoned lock still holds consistent data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One thread's calls in flight: a slot each, reused once free.
+#[derive(Default)]
+struct Shard {
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    taken: Vec<Option<Slot>>,
+    free: Vec<usize>,
+}
+
+struct Slot {
+    deadline: Instant,
+    waker: Waker,
+    /// Woken for its deadline: not again.
+    fired: bool,
+}
+
+impl Shard {
+    /// Enters a call due at `deadline`; returns its slot.
+    fn enter(&self, deadline: Instant, waker: Waker) -> usize {
+        let mut slots = lock(&self.slots);
+        let slot = Some(Slot {
+            deadline,
+            waker,
+            fired: false,
+        });
+        match slots.free.pop() {
+            Some(index) => {
+                if let Some(free) = slots.taken.get_mut(index) {
+                    *free = slot;
+                }
+                index
+            }
+            None => {
+                slots.taken.push(slot);
+                slots.taken.len() - 1
+            }
+        }
+    }
+
+    /// Replaces the waker of the call in `index`.
+    fn rewake(&self, index: usize, waker: Waker) {
+        if let Some(Some(slot)) = lock(&self.slots).taken.get_mut(index) {
+            slot.waker = waker;
+        }
+    }
+
+    /// Frees the slot `index`.
+    fn leave(&self, index: usize) {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.taken.get_mut(index) {
+            if slot.take().is_some() {
+                slots.free.push(index);
+            }
+        }
+    }
+
+    /// Marks the calls due at `now` fired and adds their wakers to `due`; lowers `earliest`
+    /// to the earliest deadline of the others.
+    fn collect(&self, now: Instant, due: &mut Vec<Waker>, earliest: &mut Option<Instant>) {
+        for slot in lock(&self.slots).taken.iter_mut().flatten() {
+            if slot.fired {
+                continue;
+            }
+            if slot.deadline <= now {
+                slot.fired = true;
+                due.push(slot.waker.clone());
+            } else if earliest.is_none_or(|at| slot.deadline < at) {
+                *earliest = Some(slot.deadline);
+            }
+        }
+    }
+}
+
+/// A call's slot in its shard while it waits; freed when dropped.
 struct Entry<'a> {
     watch: &'a Watch,
     deadline: Instant,
-    /// The key it was entered with, and the waker entered.
-    key: Option<(u64, Waker)>,
+    /// The shard and slot it was entered in, and the waker entered.
+    place: Option<(Arc<Shard>, usize, Waker)>,
 }
 
 impl Entry<'_> {
     /// Enters the call with `waker`, or replaces its waker when the task's has changed.
     fn enter(&mut self, waker: &Waker) {
-        match &mut self.key {
+        match &mut self.place {
             None => {
-                let key = self.watch.enter(self.deadline, waker.clone());
-                self.key = Some((key, waker.clone()));
+                let shard = self.watch.shard();
+                let index = shard.enter(self.deadline, waker.clone());
+                self.place = Some((shard, index, waker.clone()));
+                self.watch.entered(self.deadline);
             }
-            Some((key, entered)) if !entered.will_wake(waker) => {
-                self.watch.rewake(self.deadline, *key, waker.clone());
+            Some((shard, index, entered)) if !entered.will_wake(waker) => {
+                shard.rewake(*index, waker.clone());
                 *entered = waker.clone();
             }
             Some(_) => {}
@@ -201,8 +302,8 @@ impl Entry<'_> {
 
 impl Drop for Entry<'_> {
     fn drop(&mut self) {
-        if let Some((key, _)) = self.key.take() {
-            self.watch.leave(self.deadline, key);
+        if let Some((shard, index, _)) = self.place.take() {
+            shard.leave(index);
         }
     }
 }
@@ -211,8 +312,7 @@ impl Drop for Entry<'_> {
 mod tests {
     use super::*;
 
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
     /// A waker counting its wakes.
@@ -225,109 +325,144 @@ mod tests {
         }
     }
 
-    fn leaked() -> &'static Watch {
-        Box::leak(Box::new(Watch::new()))
+    impl Count {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
     }
 
-    #[test]
-    fn a_call_is_woken_at_its_deadline_and_not_before() {
-        let watch = leaked();
+    /// A watch of the test's own, its thread started.
+    fn started() -> &'static Watch {
+        let watch = Box::leak(Box::new(Watch::new()));
         assert!(watch.running());
-        let count = Arc::new(Count::default());
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(200);
-        watch.enter(deadline, Waker::from(Arc::clone(&count)));
-        thread::sleep(Duration::from_millis(100));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "woken early");
-        while count.0.load(Ordering::SeqCst) == 0 {
+        watch
+    }
+
+    /// A call due at `deadline`, entered with `count`'s waker.
+    fn entered<'a>(watch: &'a Watch, deadline: Instant, count: &Arc<Count>) -> Entry<'a> {
+        let mut entry = Entry {
+            watch,
+            deadline,
+            place: None,
+        };
+        entry.enter(&Waker::from(Arc::clone(count)));
+        entry
+    }
+
+    /// The calls in flight in all shards.
+    fn in_flight(watch: &Watch) -> usize {
+        lock(&watch.shards)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|shard| lock(&shard.slots).taken.iter().flatten().count())
+            .sum()
+    }
+
+    /// Waits until `count` was woken (at most five seconds).
+    fn until_woken(count: &Count, started: Instant) {
+        while count.wakes() == 0 {
             assert!(started.elapsed() < Duration::from_secs(5), "never woken");
             thread::sleep(Duration::from_millis(5));
         }
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert!(watch.lock().calls.is_empty(), "a woken call leaves the map");
+    }
+
+    #[test]
+    fn a_call_is_woken_at_its_deadline_once_and_not_before() {
+        let watch = started();
+        let count = Arc::new(Count::default());
+        let start = Instant::now();
+        let entry = entered(watch, start + Duration::from_millis(200), &count);
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(count.wakes(), 0, "woken early");
+        until_woken(&count, start);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(count.wakes(), 1, "woken once");
+        drop(entry);
+        assert_eq!(in_flight(watch), 0, "the call left");
     }
 
     #[test]
     fn an_earlier_deadline_wakes_the_sleeping_thread() {
-        let watch = leaked();
-        assert!(watch.running());
+        let watch = started();
         let later = Arc::new(Count::default());
         let earlier = Arc::new(Count::default());
-        let started = Instant::now();
-        watch.enter(
-            started + Duration::from_secs(60),
-            Waker::from(Arc::clone(&later)),
-        );
+        let start = Instant::now();
+        let _later = entered(watch, start + Duration::from_secs(60), &later);
         // Let the thread go to sleep until the minute is up.
         thread::sleep(Duration::from_millis(50));
-        watch.enter(
-            started + Duration::from_millis(100),
-            Waker::from(Arc::clone(&earlier)),
-        );
-        while earlier.0.load(Ordering::SeqCst) == 0 {
-            assert!(started.elapsed() < Duration::from_secs(5), "never woken");
-            thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(later.0.load(Ordering::SeqCst), 0);
-        assert_eq!(watch.lock().calls.len(), 1);
+        let _earlier = entered(watch, start + Duration::from_millis(100), &earlier);
+        until_woken(&earlier, start);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(later.wakes(), 0);
     }
 
     #[test]
-    fn a_call_that_ends_leaves_and_is_never_woken() {
-        let watch = leaked();
-        assert!(watch.running());
+    fn calls_from_several_threads_are_each_woken_at_their_deadline() {
+        let watch = started();
+        let start = Instant::now();
+        let counts: Vec<Arc<Count>> = (0..4).map(|_| Arc::default()).collect();
+        thread::scope(|scope| {
+            for (i, count) in counts.iter().enumerate() {
+                scope.spawn(move || {
+                    let deadline = start + Duration::from_millis(100 * (i as u64 + 1));
+                    let _entry = entered(watch, deadline, count);
+                    until_woken(count, start);
+                    assert!(Instant::now() >= deadline);
+                });
+            }
+        });
+        assert!(counts.iter().all(|count| count.wakes() == 1));
+    }
+
+    #[test]
+    fn a_call_that_ends_leaves_and_is_never_woken_and_its_slot_is_reused() {
+        let watch = started();
         let count = Arc::new(Count::default());
         let waker = Waker::from(Arc::clone(&count));
-        let mut entry = Entry {
-            watch,
-            deadline: Instant::now() + Duration::from_millis(50),
-            key: None,
-        };
+        let mut entry = entered(watch, Instant::now() + Duration::from_millis(50), &count);
         entry.enter(&waker);
-        entry.enter(&waker);
-        assert_eq!(watch.lock().calls.len(), 1, "entered once");
+        assert_eq!(in_flight(watch), 1, "entered once");
         drop(entry);
-        assert!(watch.lock().calls.is_empty());
+        assert_eq!(in_flight(watch), 0);
         thread::sleep(Duration::from_millis(150));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(count.wakes(), 0);
+        let again = entered(watch, Instant::now() + Duration::from_secs(60), &count);
+        let shard = watch.shard();
+        assert_eq!(
+            lock(&shard.slots).taken.len(),
+            1,
+            "the free slot is taken again"
+        );
+        drop(again);
     }
 
     #[test]
     fn a_new_waker_replaces_the_one_entered() {
-        let watch = leaked();
-        assert!(watch.running());
+        let watch = started();
         let first = Arc::new(Count::default());
         let second = Arc::new(Count::default());
-        let started = Instant::now();
-        let mut entry = Entry {
-            watch,
-            deadline: started + Duration::from_millis(100),
-            key: None,
-        };
-        entry.enter(&Waker::from(Arc::clone(&first)));
+        let start = Instant::now();
+        let mut entry = entered(watch, start + Duration::from_millis(100), &first);
         entry.enter(&Waker::from(Arc::clone(&second)));
-        while second.0.load(Ordering::SeqCst) == 0 {
-            assert!(started.elapsed() < Duration::from_secs(5), "never woken");
-            thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        until_woken(&second, start);
+        assert_eq!(first.wakes(), 0);
     }
 
     #[tokio::test]
     async fn a_future_past_its_deadline_ends_and_one_within_it_completes() {
-        let watch = leaked();
-        assert!(watch.running());
-        let started = Instant::now();
+        let watch = started();
+        let start = Instant::now();
         let never = std::future::pending::<()>();
-        let result = watched(watch, never, started + Duration::from_millis(150)).await;
+        let result = watched(watch, never, start + Duration::from_millis(150)).await;
         assert_eq!(result, None);
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(watch.lock().calls.is_empty());
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(in_flight(watch), 0);
 
         let quick = ::tokio::time::sleep(Duration::from_millis(20));
         let result = watched(watch, quick, Instant::now() + Duration::from_secs(30)).await;
         assert_eq!(result, Some(()));
-        assert!(watch.lock().calls.is_empty());
+        assert_eq!(in_flight(watch), 0);
     }
 }
