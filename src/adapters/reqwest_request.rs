@@ -29,18 +29,13 @@ thread_local! {
 /// that showed in the throughput of calls to a new URL each time.
 const ROOM: usize = 160;
 
-thread_local! {
-    /// The placeholder path: `/` and `ROOM - 1` letters.
-    static ROOM_PATH: String = format!("/{}", "x".repeat(ROOM - 1));
-}
-
 /// The last URI converted, as written — `scheme://authority`, the path, `?query` — with the
 /// URL of its origin, and its own URL once it came twice in a row.
 struct Kept {
     written: String,
     /// How long `scheme://authority` is in `written`.
     origin_len: usize,
-    /// The origin's URL, with a placeholder path (`ROOM_PATH`) and no query.
+    /// The origin's URL, with a placeholder path [`ROOM`] long and no query.
     origin: Url,
     url: Option<Url>,
 }
@@ -80,7 +75,7 @@ fn url_of(uri: &Uri) -> Option<Url> {
         let written = pieces.written();
         let url = Url::parse(&written).ok()?;
         let mut origin = url.clone();
-        ROOM_PATH.with(|room| origin.set_path(room));
+        origin.set_path(&format!("/{}", "x".repeat(ROOM - 1)));
         origin.set_query(None);
         *kept = Some(Kept {
             origin_len: pieces.origin_len(),
@@ -101,7 +96,11 @@ impl Kept {
 
     /// The URL of `pieces`, which have this origin.
     fn url_for(&mut self, pieces: &Pieces<'_>) -> Url {
-        if !pieces.spell(&self.written) {
+        let same = self
+            .written
+            .get(self.origin_len..)
+            .is_some_and(|tail| pieces.spell_tail(tail));
+        if !same {
             self.written.clear();
             pieces.write_into(&mut self.written);
             self.url = None;
@@ -176,13 +175,9 @@ impl<'a> Pieces<'a> {
         url
     }
 
-    /// Whether `written` is these pieces written out, byte for byte.
-    fn spell(&self, written: &str) -> bool {
-        let rest = written
-            .strip_prefix(self.scheme)
-            .and_then(|rest| rest.strip_prefix("://"))
-            .and_then(|rest| rest.strip_prefix(self.authority))
-            .and_then(|rest| rest.strip_prefix(self.path));
+    /// Whether `tail` is the path and `?query` written out, byte for byte.
+    fn spell_tail(&self, tail: &str) -> bool {
+        let rest = tail.strip_prefix(self.path);
         match (rest, self.query) {
             (Some(rest), Some(query)) => rest.strip_prefix('?') == Some(query),
             (Some(rest), None) => rest.is_empty(),
@@ -194,6 +189,18 @@ impl<'a> Pieces<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Pieces<'_> {
+        /// Whether `written` is these pieces written out, byte for byte: what the thread's
+        /// kept URI is checked by, its origin and then its tail.
+        fn spell(&self, written: &str) -> bool {
+            let origin_len = self.origin_len();
+            match (written.get(..origin_len), written.get(origin_len..)) {
+                (Some(origin), Some(tail)) => self.spell_origin(origin) && self.spell_tail(tail),
+                _ => false,
+            }
+        }
+    }
 
     const URIS: [&str; 8] = [
         "https://api.example/v1/items?page=2",
