@@ -4,7 +4,7 @@
 //!
 //! Each comparison runs rounds of one batch of each side, interleaved with their order
 //! alternated, and prints the client's throughput as a share of raw reqwest's (over all
-//! rounds, and the median of the rounds). `--test` (or a run outside `cargo bench`) makes it a
+//! rounds, in the median round and at the rounds' quartiles). `--test` (or a run outside `cargo bench`) makes it a
 //! two-round smoke run.
 
 #[path = "support/api_server.rs"]
@@ -13,16 +13,13 @@ mod api_server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_server::{
-    AUTHORIZATION, ApiServer, interleaved, is_quick_run, serve_if_asked, single_side,
-};
+use api_server::{AUTHORIZATION, ApiServer, interleaved, rounds, serve_if_asked, single_side};
 use tokenflow::adapters::tokio::{AsyncClient, ReqwestTransport};
 use tokenflow::{Config, Credentials};
 use tokio::runtime::Runtime;
 
 /// Calls in one batch of one side, shared out between the callers.
 const BATCH: usize = 4_096;
-const ROUNDS: usize = 40;
 
 /// One API call with raw reqwest and a fixed token, body read.
 async fn raw_call(raw: &reqwest::Client, url: &str) {
@@ -152,14 +149,6 @@ fn main() {
         client,
         url: server.url("/resource"),
     });
-    // A batch at 16 and 64 callers takes a sixth of one at one caller, and its time moves
-    // more with the scheduling of the tasks: more rounds there.
-    let rounds = |callers| match (is_quick_run(), callers) {
-        (true, _) => 2,
-        (false, 1) => ROUNDS,
-        (false, _) => ROUNDS * 4,
-    };
-
     if let Some((measured, calls)) = single_side() {
         runtime.block_on(async {
             for _ in 0..calls {
@@ -181,32 +170,16 @@ fn main() {
                     "raw reqwest's (sending the same http::Request)",
                 ),
             ] {
-                let rounds = rounds(callers);
                 let comparison = interleaved(
-                    rounds,
+                    rounds(callers),
                     || batch(&runtime, callers, &shared, (reference, urls)),
                     || batch(&runtime, callers, &shared, (Side::Client, urls)),
                 );
-                report(
-                    &format!("{callers:>2} callers{shown}"),
-                    name,
-                    &comparison,
-                    rounds,
+                println!(
+                    "async send(), {callers:>2} callers{shown}: {}",
+                    comparison.shares(name, BATCH)
                 );
             }
         }
     }
-}
-
-fn report(shape: &str, reference: &str, comparison: &api_server::Comparison, rounds: usize) {
-    println!(
-        "async send(), {shape}: {:.1}% of {reference} throughput over all rounds \
-         (median round {:.1}%, quartiles {:.1}–{:.1}%); raw {:.0} calls/s; {rounds} rounds of \
-         {BATCH} calls per side, order alternated",
-        100.0 * comparison.overall(),
-        100.0 * comparison.median(),
-        100.0 * comparison.quartiles().0,
-        100.0 * comparison.quartiles().1,
-        (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
-    );
 }

@@ -6,25 +6,24 @@
 //!
 //! Each comparison runs rounds of one batch of each side, interleaved with their order
 //! alternated, and prints the client's throughput as a share of raw ureq's (over all rounds,
-//! and the median of the rounds). `--test` (or a run outside `cargo bench`) makes it a
+//! in the median round and at the rounds' quartiles). `--test` (or a run outside `cargo bench`) makes it a
 //! two-round smoke run.
 
 #[path = "support/api_server.rs"]
 mod api_server;
 
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use api_server::{
-    AUTHORIZATION, ApiServer, Comparison, interleaved, is_quick_run, serve_if_asked, single_side,
-    timed,
+    AUTHORIZATION, ApiServer, Comparison, interleaved, rounds, serve_if_asked, single_side, timed,
 };
 use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
 use tokenflow::{Config, Credentials};
 
 /// Calls in one batch of one side, shared out between the threads.
 const BATCH: usize = 4_096;
-const ROUNDS: usize = 40;
 
 /// One API call with a raw ureq agent and a fixed token, body read.
 fn raw_call(agent: &ureq::Agent, url: &str) {
@@ -46,11 +45,11 @@ fn client_call(client: &BlockingClient, url: &str) {
     assert_eq!(response.status(), 200);
 }
 
-/// `rounds` rounds of one batch of each side, interleaved with their order alternated (as
-/// [`interleaved`] does), each batch being `BATCH` calls shared out between `threads` threads.
-/// The threads are started once and run every batch of the comparison, as an application's
-/// pool of threads would, all released together at the start of a batch; a batch's time
-/// runs from their release until the last one is done.
+/// `rounds` rounds of one batch of each side, interleaved with their order alternated by
+/// [`interleaved`], each batch being `BATCH` calls shared out between `threads` threads. The
+/// threads are started once and run every batch of the comparison, as an application's pool
+/// of threads would, all released together at the start of a batch, told which side it is; a
+/// batch's time runs from their release until the last one is done.
 fn on_threads(
     rounds: usize,
     threads: usize,
@@ -59,7 +58,10 @@ fn on_threads(
 ) -> Comparison {
     let start = Barrier::new(threads + 1);
     let done = Barrier::new(threads + 1);
-    let batch = || {
+    // The side of the batch about to start; the barrier orders it before the threads read it.
+    let measuring = AtomicBool::new(false);
+    let batch = |side_measured: bool| {
+        measuring.store(side_measured, Ordering::Relaxed);
         start.wait();
         timed(|| {
             done.wait();
@@ -68,22 +70,21 @@ fn on_threads(
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                for round in 0..rounds {
-                    let order: [&(dyn Fn() + Sync); 2] = match round % 2 {
-                        0 => [&reference, &measured],
-                        _ => [&measured, &reference],
+                // Two batches a round, one of each side.
+                for _ in 0..2 * rounds {
+                    start.wait();
+                    let side: &(dyn Fn() + Sync) = match measuring.load(Ordering::Relaxed) {
+                        true => &measured,
+                        false => &reference,
                     };
-                    for side in order {
-                        start.wait();
-                        for _ in 0..BATCH / threads {
-                            side();
-                        }
-                        done.wait();
+                    for _ in 0..BATCH / threads {
+                        side();
                     }
+                    done.wait();
                 }
             });
         }
-        interleaved(rounds, batch, batch)
+        interleaved(rounds, || batch(false), || batch(true))
     })
 }
 
@@ -125,14 +126,6 @@ fn main() {
     let with_deadline = client(tokenflow::adapters::DEFAULT_API_TIMEOUT);
     let without_deadline = client(Duration::MAX);
     let url = server.url("/resource");
-    // A batch at 16 and 64 threads takes a tenth of one at one thread, and its time moves
-    // more with the scheduling of the threads: more rounds there.
-    let rounds = |threads| match (is_quick_run(), threads) {
-        (true, _) => 2,
-        (false, 1) => ROUNDS,
-        (false, _) => ROUNDS * 4,
-    };
-
     if let Some((measured, calls)) = single_side() {
         for _ in 0..calls {
             match measured {
@@ -157,22 +150,15 @@ fn main() {
                 "raw ureq's, no deadline on either side (api_timeout(Duration::MAX))",
             ),
         ] {
-            let rounds = rounds(threads);
             let comparison = on_threads(
-                rounds,
+                rounds(threads),
                 threads,
                 || raw_call(reference, &url),
                 || client_call(client, &url),
             );
             println!(
-                "blocking send(), {threads:>2} threads: {:.1}% of {shown} throughput over all \
-                 rounds (median round {:.1}%, quartiles {:.1}–{:.1}%); raw {:.0} calls/s; \
-                 {rounds} rounds of {BATCH} calls per side, order alternated",
-                100.0 * comparison.overall(),
-                100.0 * comparison.median(),
-                100.0 * comparison.quartiles().0,
-                100.0 * comparison.quartiles().1,
-                (rounds * BATCH) as f64 / comparison.reference.as_secs_f64(),
+                "blocking send(), {threads:>2} threads: {}",
+                comparison.shares(shown, BATCH)
             );
         }
     }

@@ -24,6 +24,17 @@ pub const AUTHORIZATION: &str = "Bearer bench-access-token";
 const TOKEN: &str =
     r#"{"access_token":"bench-access-token","token_type":"Bearer","expires_in":3600}"#;
 
+/// Rounds of a comparison at `callers` concurrent callers: 40 at one; 160 at more, where a
+/// batch takes a fraction of one at one caller and its time moves more with the scheduling of
+/// the callers (one round's ratio by ten points and more); two in a quick smoke run.
+pub fn rounds(callers: usize) -> usize {
+    match (is_quick_run(), callers) {
+        (true, _) => 2,
+        (false, 1) => 40,
+        (false, _) => 160,
+    }
+}
+
 /// Whether the command line asks for a quick smoke run (`--test`, or not run by `cargo bench`).
 pub fn is_quick_run() -> bool {
     let args: Vec<String> = std::env::args().collect();
@@ -157,6 +168,24 @@ impl Comparison {
     /// The first and third quartiles of the rounds' ratios.
     pub fn quartiles(&self) -> (f64, f64) {
         (self.quantile(0.25), self.quantile(0.75))
+    }
+
+    /// The measured side's throughput as a share of `reference`'s, over all rounds, in the
+    /// median round and at the rounds' quartiles; the reference's calls a second, batches
+    /// being `batch` calls.
+    pub fn shares(&self, reference: &str, batch: usize) -> String {
+        let rounds = self.ratios.len();
+        let (low, high) = self.quartiles();
+        format!(
+            "{:.1}% of {reference} throughput over all rounds (median round {:.1}%, quartiles \
+             {:.1}–{:.1}%); raw {:.0} calls/s; {rounds} rounds of {batch} calls per side, order \
+             alternated",
+            100.0 * self.overall(),
+            100.0 * self.median(),
+            100.0 * low,
+            100.0 * high,
+            (rounds * batch) as f64 / self.reference.as_secs_f64(),
+        )
     }
 
     /// The rounds' ratio that a share `q` of the rounds falls below (nearest rank).
