@@ -6,12 +6,17 @@
 //! once, `/silent` never answers, `/drip` starts its answer and then sends a byte every
 //! 50 ms, each read so returning well inside any per-read timeout.
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "support/local_http.rs"]
+mod local_http;
+
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use http::Request;
+
+use local_http::token_body;
 
 use tokenflow::adapters::blocking::{BlockingClient, UreqTransport};
 use tokenflow::adapters::tokio::{AsyncClient, ReqwestTransport};
@@ -21,8 +26,6 @@ use tokenflow::{Config, Credentials, TransportErrorKind};
 const API_TIMEOUT: Duration = Duration::from_millis(600);
 /// How long the server keeps a silent or dripping answer going: far past the timeout.
 const HOLD: Duration = Duration::from_secs(10);
-
-const TOKEN: &str = r#"{"access_token":"AT","token_type":"Bearer","expires_in":3600}"#;
 
 /// Starts the server; returns its origin.
 fn server() -> String {
@@ -40,33 +43,10 @@ fn server() -> String {
 fn serve(stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().expect("the stream"));
     let mut stream = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
-            return;
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("");
+    while let Some(request) = local_http::read_request(&mut reader) {
+        let path = request.request_line.split(' ').nth(1).unwrap_or("");
         let reply = match path {
-            "/token" => answer("application/json", TOKEN),
+            "/token" => answer("application/json", &token_body("AT")),
             "/ok" => answer("text/plain", "ok"),
             "/silent" => {
                 thread::sleep(HOLD);

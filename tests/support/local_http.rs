@@ -11,7 +11,7 @@
 //! ```
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,10 +128,20 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, reply: &str) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(stream);
+    let Some(received) = read_request(&mut BufReader::new(stream)) else {
+        return;
+    };
+    log.lock().expect("the log").push(received);
+    let _ = writer.write_all(reply.as_bytes());
+    let _ = writer.flush();
+}
+
+/// Reads one request: `None` when the connection ends before a request line; a body that
+/// cannot be read whole is left empty.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Received> {
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut headers = Vec::new();
     loop {
@@ -158,7 +168,5 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, reply: &str) {
     if reader.read_exact(&mut body).is_ok() {
         received.body = body;
     }
-    log.lock().expect("the log").push(received);
-    let _ = writer.write_all(reply.as_bytes());
-    let _ = writer.flush();
+    Some(received)
 }
