@@ -78,8 +78,9 @@ pub use crate::adapters::ureq_transport::UreqTransport;
 /// `deadline` is when the caller stops waiting (use it for the timeout); `max_body` is the
 /// largest body the caller wants: read at most `max_body + 1` bytes, so that a larger body is
 /// recognised without reading it all. Any status, 4xx and 5xx included, is a response, not an
-/// error. Report failures with the [`TransportErrorKind`](crate::TransportErrorKind) that says whether the request may
-/// have reached the server ([`TransportError::not_sent`] only when it cannot have).
+/// error. Report failures with the [`TransportErrorKind`](crate::TransportErrorKind) that says
+/// whether the request may have reached the server ([`TransportError::not_sent`] only when it
+/// cannot have).
 ///
 /// A transport must never follow a redirect: it returns the `3xx` as it is (following it
 /// would carry the request's credentials, or the access token, to wherever `Location`

@@ -133,8 +133,8 @@ where
 /// deadlines of requests in flight are watched by one thread of the process
 /// (`tokenflow-deadlines`), started with the first such request, rather than by a timer of the
 /// runtime's per request: while any timer is pending, every idle worker of the runtime parks
-/// with a timeout, which the kernel pays for on each park. Errors are mapped by what reqwest knows: a
-/// connection failure is [`TransportErrorKind::NotSent`], a timeout
+/// with a timeout, which the kernel pays for on each park. Errors are mapped by what reqwest
+/// knows: a connection failure is [`TransportErrorKind::NotSent`], a timeout
 /// [`TransportErrorKind::TimedOut`], anything else [`TransportErrorKind::Interrupted`]. Their
 /// messages never include the URL.
 ///
