@@ -865,9 +865,10 @@ fn a_runtime_shutting_down_does_not_wait_for_a_client_that_outlives_it() {
         "the runtime's shutdown waits for the change waiter"
     );
     eprintln!("the runtime shut down in {:?}", started.elapsed());
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "the feed went with the waiter"
-    );
+    // The waiter ended inside the runtime's blocking pool, where a feed is dropped on a
+    // thread of its own (it may own a runtime): soon after, not necessarily before the
+    // shutdown returns.
+    let after = feed_outlives(&dropped, started);
+    eprintln!("the feed was dropped {after:?} after the shutdown began");
     drop(client);
 }
