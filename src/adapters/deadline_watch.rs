@@ -11,7 +11,9 @@
 //! of its own sleeps until the earliest deadline of all shards and wakes the calls whose
 //! deadline has passed. A call that ends leaves its shard. The thread is told of a new
 //! deadline only when it is earlier than the one it sleeps until, which, with every API call
-//! given the same timeout, is almost never.
+//! given the same timeout, is almost never. A call holds its task's waker once (in its slot),
+//! names its shard without counting references, and reads the clock only when polled again:
+//! each of those would be an atomic operation or two, or a clock read, on every call.
 //!
 //! While no call is in flight the thread sleeps for a second, then two, up to a minute, so
 //! that a burst of calls after a quiet spell does not wake it for each. It runs for the rest
@@ -20,10 +22,10 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::task::{Poll, Waker};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, RawWakerVTable, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,46 +43,112 @@ static WATCH: Watch = Watch::new();
 
 thread_local! {
     /// This thread's shard of each watch it entered a call in (of the process's one watch,
-    /// and of the ones tests make), by the watch's address.
-    static SHARDS: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+    /// and of the ones tests make).
+    static SHARDS: Held = const { Held(RefCell::new(Vec::new())) };
 }
 
-/// Runs `future` until it completes (`Some` of its output) or `deadline` passes (`None`),
-/// whichever comes first; with the runtime's timer when the watch is not running.
-pub(crate) async fn until_deadline<F: Future>(future: F, deadline: Instant) -> Option<F::Output> {
-    if !WATCH.running() {
-        return ::tokio::time::timeout_at(deadline.into(), future)
-            .await
-            .ok();
+/// A thread's shards, handed back to their watches when the thread ends.
+struct Held(RefCell<Vec<(&'static Watch, &'static Shard)>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for (watch, shard) in self.0.get_mut().drain(..) {
+            lock(&watch.spare).push(shard);
+        }
     }
-    watched(&WATCH, future, deadline).await
 }
 
-/// `future` until `deadline`, watched by `watch`.
-async fn watched<F: Future>(watch: &Watch, future: F, deadline: Instant) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut entry = Entry {
-        watch,
-        deadline,
-        place: None,
-    };
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+pin_project_lite::pin_project! {
+    /// A future run until it completes or its deadline passes, whichever comes first; made by
+    /// [`until_deadline`]. A named future rather than an `async fn`, which would keep the
+    /// future it runs twice (as its argument and as the local it pins), and the future of
+    /// every API call is moved a few times per call.
+    pub(crate) struct UntilDeadline<F: Future> {
+        #[pin]
+        future: F,
+        // The call's place in the watch; `None` for a call without a deadline.
+        entry: Option<Entry>,
+        // What the call answers when its deadline passes.
+        timed_out: fn() -> F::Output,
+        // The runtime's timer, when the watch's thread could not be started.
+        fallback: Option<Pin<Box<::tokio::time::Sleep>>>,
+        // Whether it was polled and left pending before.
+        waited: bool,
+    }
+}
+
+/// Runs `future` until it completes, or until `deadline` passes (when it is `Some`) and it
+/// answers `timed_out()` instead.
+pub(crate) fn until_deadline<F: Future>(
+    future: F,
+    deadline: Option<Instant>,
+    timed_out: fn() -> F::Output,
+) -> UntilDeadline<F> {
+    watched_by(&WATCH, future, deadline, timed_out)
+}
+
+/// [`until_deadline`] with `watch`.
+fn watched_by<F: Future>(
+    watch: &'static Watch,
+    future: F,
+    deadline: Option<Instant>,
+    timed_out: fn() -> F::Output,
+) -> UntilDeadline<F> {
+    UntilDeadline {
+        future,
+        entry: deadline.map(|deadline| Entry {
+            watch,
+            deadline,
+            place: None,
+        }),
+        timed_out,
+        fallback: None,
+        waited: false,
+    }
+}
+
+impl<F: Future> Future for UntilDeadline<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(output);
         }
-        if Instant::now() >= deadline {
-            return Poll::Ready(None);
+        let Some(entry) = this.entry else {
+            return Poll::Pending;
+        };
+        // The first time, the clock is not read: a call is made just after its deadline was
+        // looked at, and one past its deadline all the same is woken at once (the watch's
+        // thread is told of a deadline earlier than the one it sleeps until; the runtime's
+        // timer fires at its first poll).
+        if *this.waited && Instant::now() >= entry.deadline {
+            return Poll::Ready((this.timed_out)());
         }
-        entry.enter(cx.waker());
-        Poll::Pending
-    })
-    .await
+        *this.waited = true;
+        if entry.watch.running() {
+            entry.enter(cx.waker());
+            return Poll::Pending;
+        }
+        let sleep = this
+            .fallback
+            .get_or_insert_with(|| Box::pin(::tokio::time::sleep_until(entry.deadline.into())));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready((this.timed_out)()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// The shards of the calls in flight and the thread watching them.
 struct Watch {
-    /// Every thread's shard, for the watching thread; a shard goes with its thread.
-    shards: Mutex<Vec<Weak<Shard>>>,
+    /// Every shard, for the watching thread. A shard lives as long as the process: a call
+    /// names its shard without counting references (two atomic operations per call fewer),
+    /// and a thread that ends hands its shard to the next thread that enters a call, so that
+    /// there are never more shards than threads at a time.
+    shards: Mutex<Vec<&'static Shard>>,
+    /// The shards of threads that ended.
+    spare: Mutex<Vec<&'static Shard>>,
     /// Held by the watching thread except while it sleeps, and by whoever wakes it.
     sleep: Mutex<()>,
     /// Wakes the watching thread for a deadline earlier than the one it sleeps until.
@@ -98,6 +166,7 @@ impl Watch {
     const fn new() -> Watch {
         Watch {
             shards: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
             sleep: Mutex::new(()),
             alarm: Condvar::new(),
             wakes_at: AtomicU64::new(AWAKE),
@@ -123,18 +192,31 @@ impl Watch {
     }
 
     /// This thread's shard.
-    fn shard(&self) -> Arc<Shard> {
-        let id = std::ptr::from_ref(self) as usize;
-        SHARDS.with(|shards| {
-            let mut shards = shards.borrow_mut();
-            if let Some((_, shard)) = shards.iter().find(|(watch, _)| *watch == id) {
-                return Arc::clone(shard);
-            }
-            let shard = Arc::new(Shard::default());
-            lock(&self.shards).push(Arc::downgrade(&shard));
-            shards.push((id, Arc::clone(&shard)));
-            shard
-        })
+    fn shard(&'static self) -> &'static Shard {
+        SHARDS
+            .try_with(|held| {
+                let mut held = held.0.borrow_mut();
+                if let Some((_, shard)) = held.iter().find(|(watch, _)| std::ptr::eq(*watch, self))
+                {
+                    return *shard;
+                }
+                let shard = lock(&self.spare).pop().unwrap_or_else(|| self.new_shard());
+                held.push((self, shard));
+                shard
+            })
+            // A thread whose storage is already gone (a call made from a thread-local's
+            // destructor) shares the first shard: any shard serves, only not as quickly.
+            .unwrap_or_else(|_| {
+                let first = lock(&self.shards).first().copied();
+                first.unwrap_or_else(|| self.new_shard())
+            })
+    }
+
+    /// A shard of its own, for the life of the process.
+    fn new_shard(&self) -> &'static Shard {
+        let shard: &'static Shard = Box::leak(Box::default());
+        lock(&self.shards).push(shard);
+        shard
     }
 
     /// Tells the watching thread of `deadline` when it sleeps past it.
@@ -157,13 +239,9 @@ impl Watch {
             let now = Instant::now();
             let mut due = Vec::new();
             let mut earliest = None;
-            lock(&self.shards).retain(|shard| match shard.upgrade() {
-                Some(shard) => {
-                    shard.collect(now, &mut due, &mut earliest);
-                    true
-                }
-                None => false,
-            });
+            for shard in lock(&self.shards).iter() {
+                shard.collect(now, &mut due, &mut earliest);
+            }
             if !due.is_empty() {
                 // A waker may run anything, entering a call included: not with a lock held.
                 drop(sleep);
@@ -274,33 +352,51 @@ impl Shard {
 }
 
 /// A call's slot in its shard while it waits; freed when dropped.
-struct Entry<'a> {
-    watch: &'a Watch,
+struct Entry {
+    watch: &'static Watch,
     deadline: Instant,
-    /// The shard and slot it was entered in, and the waker entered.
-    place: Option<(Arc<Shard>, usize, Waker)>,
+    /// The shard and slot it was entered in, and which waker is there.
+    place: Option<(&'static Shard, usize, WakerId)>,
 }
 
-impl Entry<'_> {
+/// Which waker a slot holds, told apart as [`Waker::will_wake`] does: a call compares the
+/// waker of each poll with the one entered without holding a copy of its own (a copy of a
+/// task's waker is two atomic operations on the task).
+#[derive(PartialEq)]
+struct WakerId {
+    data: usize,
+    vtable: &'static RawWakerVTable,
+}
+
+impl WakerId {
+    fn of(waker: &Waker) -> WakerId {
+        WakerId {
+            data: waker.data().addr(),
+            vtable: waker.vtable(),
+        }
+    }
+}
+
+impl Entry {
     /// Enters the call with `waker`, or replaces its waker when the task's has changed.
     fn enter(&mut self, waker: &Waker) {
         match &mut self.place {
             None => {
                 let shard = self.watch.shard();
                 let index = shard.enter(self.deadline, waker.clone());
-                self.place = Some((shard, index, waker.clone()));
+                self.place = Some((shard, index, WakerId::of(waker)));
                 self.watch.entered(self.deadline);
             }
-            Some((shard, index, entered)) if !entered.will_wake(waker) => {
+            Some((shard, index, entered)) if *entered != WakerId::of(waker) => {
                 shard.rewake(*index, waker.clone());
-                *entered = waker.clone();
+                *entered = WakerId::of(waker);
             }
             Some(_) => {}
         }
     }
 }
 
-impl Drop for Entry<'_> {
+impl Drop for Entry {
     fn drop(&mut self) {
         if let Some((shard, index, _)) = self.place.take() {
             shard.leave(index);
@@ -312,6 +408,7 @@ impl Drop for Entry<'_> {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
@@ -339,7 +436,7 @@ mod tests {
     }
 
     /// A call due at `deadline`, entered with `count`'s waker.
-    fn entered<'a>(watch: &'a Watch, deadline: Instant, count: &Arc<Count>) -> Entry<'a> {
+    fn entered(watch: &'static Watch, deadline: Instant, count: &Arc<Count>) -> Entry {
         let mut entry = Entry {
             watch,
             deadline,
@@ -353,7 +450,6 @@ mod tests {
     fn in_flight(watch: &Watch) -> usize {
         lock(&watch.shards)
             .iter()
-            .filter_map(Weak::upgrade)
             .map(|shard| lock(&shard.slots).taken.iter().flatten().count())
             .sum()
     }
@@ -453,16 +549,161 @@ mod tests {
     async fn a_future_past_its_deadline_ends_and_one_within_it_completes() {
         let watch = started();
         let start = Instant::now();
-        let never = std::future::pending::<()>();
-        let result = watched(watch, never, start + Duration::from_millis(150)).await;
-        assert_eq!(result, None);
+        let never = std::future::pending::<Result<(), &str>>();
+        let result = watched_by(
+            watch,
+            never,
+            Some(start + Duration::from_millis(150)),
+            || Err("timed out"),
+        )
+        .await;
+        assert_eq!(result, Err("timed out"));
         assert!(start.elapsed() >= Duration::from_millis(150));
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(in_flight(watch), 0);
 
-        let quick = ::tokio::time::sleep(Duration::from_millis(20));
-        let result = watched(watch, quick, Instant::now() + Duration::from_secs(30)).await;
-        assert_eq!(result, Some(()));
+        let quick = async {
+            ::tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let result = watched_by(watch, quick, Some(deadline), || Err("timed out")).await;
+        assert_eq!(result, Ok(()));
         assert_eq!(in_flight(watch), 0);
+    }
+
+    #[tokio::test]
+    async fn a_future_already_past_its_deadline_ends_at_once() {
+        let watch = started();
+        let start = Instant::now();
+        let never = std::future::pending::<Result<(), &str>>();
+        let result = watched_by(watch, never, Some(start), || Err("timed out")).await;
+        assert_eq!(result, Err("timed out"));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(in_flight(watch), 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_deadline_a_future_is_never_entered_nor_cut_short() {
+        let watch = started();
+        let slow = async {
+            ::tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok(())
+        };
+        let mut call = std::pin::pin!(watched_by(watch, slow, None, || Err("timed out")));
+        assert!(futures_poll_once(call.as_mut()).await.is_none());
+        assert_eq!(in_flight(watch), 0, "not entered");
+        assert_eq!(call.await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn without_the_thread_the_runtime_timer_ends_a_call_at_its_deadline() {
+        let watch: &'static Watch = Box::leak(Box::new(Watch::new()));
+        assert!(
+            watch.started.set(false).is_ok(),
+            "the thread is never started"
+        );
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(100);
+        let never = std::future::pending::<Result<(), &str>>();
+        let result = watched_by(watch, never, Some(deadline), || Err("timed out")).await;
+        assert_eq!(result, Err("timed out"));
+        assert!(Instant::now() >= deadline);
+        assert!(!watch.running());
+        assert_eq!(in_flight(watch), 0);
+    }
+
+    #[test]
+    fn a_thread_that_ends_hands_its_shard_to_the_next() {
+        let watch = started();
+        let count = Arc::new(Count::default());
+        for _ in 0..3 {
+            // Joined: its thread-local storage is gone, and its shard handed back, once the
+            // thread is joined (not once the scope ends).
+            let call = thread::scope(|scope| {
+                let thread = scope
+                    .spawn(|| entered(watch, Instant::now() + Duration::from_secs(60), &count));
+                thread.join().unwrap()
+            });
+            drop(call);
+        }
+        assert_eq!(
+            lock(&watch.shards).len(),
+            1,
+            "one shard for threads one after another"
+        );
+        let together = std::sync::Barrier::new(3);
+        let calls: Vec<Entry> = thread::scope(|scope| {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let entry =
+                            entered(watch, Instant::now() + Duration::from_secs(60), &count);
+                        // Every thread holds its shard until all three entered a call.
+                        together.wait();
+                        entry
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(
+            lock(&watch.shards).len(),
+            3,
+            "a shard each for threads at the same time"
+        );
+        assert_eq!(in_flight(watch), 3);
+        drop(calls);
+        assert_eq!(
+            in_flight(watch),
+            0,
+            "calls leave shards of threads that ended"
+        );
+    }
+
+    #[test]
+    fn a_call_entered_from_a_thread_local_destructor_gets_a_shard() {
+        /// Enters a call when the thread's storage is torn down, after `SHARDS` is gone
+        /// (destructors run in the reverse order of first use on this platform).
+        struct Late(&'static Watch, Arc<Count>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let entry = entered(self.0, Instant::now() + Duration::from_secs(60), &self.1);
+                assert_eq!(in_flight(self.0), 1);
+                drop(entry);
+                assert_eq!(in_flight(self.0), 0);
+                self.1.0.fetch_add(100, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let watch = started();
+        let count = Arc::new(Count::default());
+        let for_thread = Arc::clone(&count);
+        thread::spawn(move || {
+            LATE.with(|late| *late.borrow_mut() = Some(Late(watch, for_thread)));
+            let _ = watch.shard();
+            assert!(SHARDS.try_with(|_| ()).is_ok());
+        })
+        .join()
+        .unwrap();
+        assert_eq!(count.wakes(), 100, "the destructor entered and left a call");
+        assert_eq!(
+            lock(&watch.shards).len(),
+            1,
+            "the thread's own shard, shared"
+        );
+    }
+
+    /// Polls `future` once: its output, or `None` while it is pending.
+    async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut future).poll(cx) {
+                Poll::Ready(output) => Some(output),
+                Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

@@ -205,43 +205,36 @@ impl AsyncTransport for ReqwestTransport {
                 .map(|request| self.client.execute(request))
                 .map_err(|e| TransportError::not_sent(describe(&e)))
         };
-        async move {
-            // One deadline for the whole exchange, body included, watched below (unless it
-            // is as good as none); a timer inside reqwest would only cost time on every call.
-            let exchange = async {
-                let mut response = pending?.await.map_err(|e| map_error(&e))?;
-                let limit = max_body.saturating_add(1);
-                let mut body = Vec::new();
-                while body.len() < limit {
-                    let Some(chunk) = response.chunk().await.map_err(|e| map_body_error(&e))?
-                    else {
-                        break;
-                    };
-                    let room = limit.saturating_sub(body.len());
-                    if body.is_empty() && chunk.len() <= room {
-                        // Most bodies come in one chunk: its buffer becomes the body, uncopied
-                        // when nothing else shares it.
-                        body = Vec::from(chunk);
-                    } else {
-                        body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
-                    }
+        // One deadline for the whole exchange, body included, watched (unless it is as good
+        // as none); a timer inside reqwest would only cost time on every call.
+        let exchange = async move {
+            let mut response = pending?.await.map_err(|e| map_error(&e))?;
+            let limit = max_body.saturating_add(1);
+            let mut body = Vec::new();
+            while body.len() < limit {
+                let Some(chunk) = response.chunk().await.map_err(|e| map_body_error(&e))? else {
+                    break;
+                };
+                let room = limit.saturating_sub(body.len());
+                if body.is_empty() && chunk.len() <= room {
+                    // Most bodies come in one chunk: its buffer becomes the body, uncopied
+                    // when nothing else shares it.
+                    body = Vec::from(chunk);
+                } else {
+                    body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
                 }
-                let mut head = http::Response::new(body);
-                *head.status_mut() = response.status();
-                *head.version_mut() = response.version();
-                *head.headers_mut() = std::mem::take(response.headers_mut());
-                Ok(head)
-            };
-            if left.is_none() {
-                return exchange.await;
             }
-            match until_deadline(exchange, deadline).await {
-                Some(result) => result,
-                None => Err(TransportError::timed_out(
-                    "no complete answer before the deadline",
-                )),
-            }
-        }
+            let mut head = http::Response::new(body);
+            *head.status_mut() = response.status();
+            *head.version_mut() = response.version();
+            *head.headers_mut() = std::mem::take(response.headers_mut());
+            Ok(head)
+        };
+        until_deadline(exchange, left.map(|_| deadline), || {
+            Err(TransportError::timed_out(
+                "no complete answer before the deadline",
+            ))
+        })
     }
 }
 
