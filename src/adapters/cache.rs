@@ -82,16 +82,21 @@ impl TokenCache {
     #[inline]
     fn lookup(self: &Arc<Self>, ahead: impl Fn(&CoarseDeadline) -> bool + Copy) -> Option<Bearer> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        let hit = LOCAL.with(|local| {
-            let local = local.borrow();
-            match &*local {
-                Some(slot) if Weak::as_ptr(&slot.owner) == Arc::as_ptr(self) => slot
-                    .entry
-                    .serves(epoch, ahead)
-                    .then(|| slot.entry.bearer.clone()),
-                _ => None,
-            }
-        });
+        // A thread whose storage is already gone (a call made from a thread-local's
+        // destructor) is served from the engine's entry every time.
+        let hit = LOCAL
+            .try_with(|local| {
+                let local = local.borrow();
+                match &*local {
+                    Some(slot) if Weak::as_ptr(&slot.owner) == Arc::as_ptr(self) => slot
+                        .entry
+                        .serves(epoch, ahead)
+                        .then(|| slot.entry.bearer.clone()),
+                    _ => None,
+                }
+            })
+            .ok()
+            .flatten();
         match hit {
             Some(bearer) => Some(bearer),
             None => self.refill(epoch, ahead),
@@ -113,7 +118,7 @@ impl TokenCache {
             }
         };
         let bearer = copy.bearer.clone();
-        LOCAL.with(|local| {
+        let _kept = LOCAL.try_with(|local| {
             if let Ok(mut local) = local.try_borrow_mut() {
                 *local = Some(Local {
                     owner: Arc::downgrade(self),

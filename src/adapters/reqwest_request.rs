@@ -65,7 +65,9 @@ pub(crate) fn reqwest_request(
 /// (and kept). `None` when it has no scheme or authority, or does not parse.
 fn url_of(uri: &Uri) -> Option<Url> {
     let pieces = Pieces::of(uri)?;
-    KEPT.with(|kept| {
+    // A thread whose storage is already gone (a call made from a thread-local's destructor)
+    // parses every URI.
+    KEPT.try_with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return Url::parse(&pieces.written()).ok();
         };
@@ -85,6 +87,7 @@ fn url_of(uri: &Uri) -> Option<Url> {
         });
         Some(url)
     })
+    .unwrap_or_else(|_| Url::parse(&pieces.written()).ok())
 }
 
 impl Kept {
