@@ -72,8 +72,6 @@ pin_project_lite::pin_project! {
         timed_out: fn() -> F::Output,
         // The runtime's timer, when the watch's thread could not be started.
         fallback: Option<Pin<Box<::tokio::time::Sleep>>>,
-        // Whether it was polled and left pending before.
-        waited: bool,
     }
 }
 
@@ -103,7 +101,6 @@ fn watched_by<F: Future>(
         }),
         timed_out,
         fallback: None,
-        waited: false,
     }
 }
 
@@ -118,14 +115,15 @@ impl<F: Future> Future for UntilDeadline<F> {
         let Some(entry) = this.entry else {
             return Poll::Pending;
         };
-        // The first time, the clock is not read: a call is made just after its deadline was
-        // looked at, and one past its deadline all the same is woken at once (the watch's
-        // thread is told of a deadline earlier than the one it sleeps until; the runtime's
-        // timer fires at its first poll).
-        if *this.waited && Instant::now() >= entry.deadline {
+        // The first time (neither entered in the watch nor waiting on the runtime's timer yet),
+        // the clock is not read: a call is made just after its deadline was looked at, and
+        // one past its deadline all the same is woken at once (the watch's thread is told of
+        // a deadline earlier than the one it sleeps until; the runtime's timer fires at its
+        // first poll).
+        let waited = entry.place.is_some() || this.fallback.is_some();
+        if waited && Instant::now() >= entry.deadline {
             return Poll::Ready((this.timed_out)());
         }
-        *this.waited = true;
         if entry.watch.running() {
             entry.enter(cx.waker());
             return Poll::Pending;
