@@ -6,11 +6,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::adapters::driver;
 use crate::time::{Timestamp, UnixTime};
-
-/// How far past the origin a deadline the platform's `Instant` cannot represent is put. Such a
-/// deadline is centuries away; a year is as good as never, and a year always fits.
-const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The wall clock now: the `now` of shared-store calls, by which the leases of replicas on
 /// other machines are judged (a store with a clock of its own, a database server's, may use
@@ -46,13 +43,11 @@ impl HostClock {
         Timestamp::from_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// The instant of `at`, to sleep until or to give a transport as its deadline.
+    /// The instant of `at`, to sleep until or to give a transport as its deadline. A timestamp
+    /// the platform's `Instant` cannot represent is centuries away: it becomes a deadline the
+    /// adapters treat as none.
     pub(crate) fn instant(&self, at: Timestamp) -> Instant {
-        let since = Duration::from_nanos(at.as_nanos());
-        self.origin
-            .checked_add(since)
-            .or_else(|| self.origin.checked_add(FAR_FUTURE))
-            .unwrap_or(self.origin)
+        driver::deadline(self.origin, Duration::from_nanos(at.as_nanos()))
     }
 }
 
@@ -89,6 +84,6 @@ mod tests {
         let (clock, _, _) = HostClock::start();
         let origin = clock.instant(Timestamp::ORIGIN);
         let last = clock.instant(Timestamp::from_nanos(u64::MAX));
-        assert!(last.duration_since(origin) >= FAR_FUTURE);
+        assert!(last.duration_since(origin) >= driver::UNBOUNDED);
     }
 }
