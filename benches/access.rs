@@ -12,7 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokenflow::Access;
 
-use support::{CountingAllocator, HeapSnapshot, START, is_quick_run, logged_in_flow};
+use support::quick_run::is_quick_run;
+use support::{CountingAllocator, HeapSnapshot, START, logged_in_flow};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;

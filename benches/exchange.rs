@@ -21,9 +21,10 @@ use oauth2::{
 };
 use tokenflow::{Credentials, Input, Output, Timestamp, TokenFlow, UnixTime};
 
+use support::quick_run::is_quick_run;
 use support::{
     CLIENT_ID, CLIENT_SECRET, PASSWORD, START, TOKEN_ENDPOINT, USERNAME, config, drain,
-    is_quick_run, token_response,
+    token_response,
 };
 
 /// What an `oauth2` user keeps after an exchange: the response, when it expires, and the

@@ -11,7 +11,8 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokenflow::{Access, Input, TokenFlow, UnixTime};
 
-use support::{CountingAllocator, HeapSnapshot, START, config, drain, is_quick_run, log_in};
+use support::quick_run::is_quick_run;
+use support::{CountingAllocator, HeapSnapshot, START, config, drain, log_in};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;

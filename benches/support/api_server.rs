@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+#[path = "quick_run.rs"]
+mod quick_run;
+pub use quick_run::is_quick_run;
+
 /// Set in the environment of the re-executed benchmark that serves.
 const SERVE: &str = "TOKENFLOW_BENCH_API_SERVER";
 
@@ -33,12 +37,6 @@ pub fn rounds(callers: usize) -> usize {
         (false, 1) => 40,
         (false, _) => 160,
     }
-}
-
-/// Whether the command line asks for a quick smoke run (`--test`, or not run by `cargo bench`).
-pub fn is_quick_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }
 
 /// Serves until standard input closes, when this process was started as the server; returns

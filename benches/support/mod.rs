@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{Response, StatusCode, header};
 use tokenflow::{Config, Credentials, Input, Output, RequestId, Timestamp, TokenFlow, UnixTime};
 
+pub mod quick_run;
+
 pub const TOKEN_ENDPOINT: &str = "https://id.example/connect/token";
 pub const CLIENT_ID: &str = "bench-client";
 pub const CLIENT_SECRET: &str = "bench-client-secret";
@@ -81,13 +83,6 @@ pub fn logged_in_flow(now: Timestamp) -> TokenFlow {
     let mut flow = TokenFlow::new(config(), 7, now, UnixTime::from_secs(1_700_000_000));
     log_in(&mut flow, now);
     flow
-}
-
-/// Whether this is a quick run: `--test` (CI's smoke pass) or `cargo test`, which passes no
-/// `--bench`. Counted loops are then shortened so that everything runs in about a second.
-pub fn is_quick_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }
 
 /// Counts allocations and the bytes allocated and freed, passing everything to [`System`].
