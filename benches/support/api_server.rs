@@ -28,13 +28,15 @@ pub const AUTHORIZATION: &str = "Bearer bench-access-token";
 const TOKEN: &str =
     r#"{"access_token":"bench-access-token","token_type":"Bearer","expires_in":3600}"#;
 
-/// Rounds of a comparison at `callers` concurrent callers: 40 at one; 160 at more, where a
+/// Rounds of a comparison at `callers` concurrent callers: 80 at one; 160 at more, where a
 /// batch takes a fraction of one at one caller and its time moves more with the scheduling of
-/// the callers (one round's ratio by ten points and more); two in a quick smoke run.
+/// the callers (one round's ratio by ten points and more); two in a quick smoke run. At one
+/// caller a round's ratio still moves by five points and more either way (its quartiles), and
+/// 40 rounds left the whole ratio up to ten points apart between runs of the same code.
 pub fn rounds(callers: usize) -> usize {
     match (is_quick_run(), callers) {
         (true, _) => 2,
-        (false, 1) => 40,
+        (false, 1) => 80,
         (false, _) => 160,
     }
 }
