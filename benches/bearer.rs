@@ -16,7 +16,8 @@ use std::sync::RwLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use api_server::{interleaved, is_quick_run, single_side, timed};
+use api_server::quick_run::is_quick_run;
+use api_server::{interleaved, single_side, timed};
 use tokenflow::adapters::blocking::{BlockingClient, Transport};
 use tokenflow::adapters::tokio::{AsyncClient, AsyncTransport};
 use tokenflow::{Config, Credentials, TransportError};

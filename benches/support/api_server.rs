@@ -16,8 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[path = "quick_run.rs"]
-mod quick_run;
-pub use quick_run::is_quick_run;
+pub mod quick_run;
+
+use quick_run::is_quick_run;
 
 /// Set in the environment of the re-executed benchmark that serves.
 const SERVE: &str = "TOKENFLOW_BENCH_API_SERVER";
